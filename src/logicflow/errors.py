@@ -1,0 +1,37 @@
+"""Errors a user can cause. The CLI prints them as one line and exits non-zero."""
+
+
+class LogicFlowError(Exception):
+    """Base class: the message says what went wrong and what to do."""
+
+
+class ConfigError(LogicFlowError):
+    """Bad `params.yaml`, profile or override: names the key and the allowed values."""
+
+
+class DataError(LogicFlowError):
+    """Malformed source data: names the file, row or field."""
+
+
+class ModelError(LogicFlowError):
+    """A base model that cannot be resolved or loaded: says what was tried."""
+
+
+class ValidationFailed(LogicFlowError):
+    """Too many rows failed validation: lists the top reasons and example row ids."""
+
+
+class TrainingError(LogicFlowError):
+    """Training cannot start or stopped (bad targets, NaN loss, too little data)."""
+
+
+class TrackingError(LogicFlowError):
+    """The MLflow tracking server cannot be reached."""
+
+
+class EvaluationError(LogicFlowError):
+    """An eval task or model that cannot be run."""
+
+
+class PublishError(LogicFlowError):
+    """A publish target that refuses the upload (never includes the token)."""

@@ -28,7 +28,12 @@ def test_reference_recipe_is_expressed_exactly() -> None:
     cfg = load_config(PARAMS, "gemma3-27b")
     lora, train = cfg.lora, cfg.train
     assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (8, 16, 0.0, "all-linear")
-    assert (train.learning_rate, train.epochs, train.lr_scheduler, train.warmup_steps) == (5e-5, 5, "cosine", 100)
+    assert (train.learning_rate, train.epochs, train.lr_scheduler, train.warmup_steps) == (
+        5e-5,
+        5,
+        "cosine",
+        100,
+    )
     assert (train.batch_size, train.grad_accum, train.cutoff_len, train.max_samples) == (2, 8, 2048, 100000)
     assert (train.precision, train.packing, cfg.model.template) == ("bf16", False, "gemma")
     assert set(cfg.model.freeze_modules) == {"vision_tower", "multi_modal_projector"}
@@ -36,7 +41,12 @@ def test_reference_recipe_is_expressed_exactly() -> None:
 
 def test_llama_recipe() -> None:
     cfg = load_config(PARAMS, "llama3-8b-react")
-    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules) == (64, 32, 0.05, ["q_proj", "v_proj"])
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules) == (
+        64,
+        32,
+        0.05,
+        ["q_proj", "v_proj"],
+    )
     assert (cfg.train.learning_rate, cfg.train.epochs, cfg.train.optimizer) == (2e-5, 2, "paged_adamw_32bit")
     assert (cfg.train.precision, cfg.train.gradient_checkpointing) == ("fp16", True)
 
@@ -58,8 +68,14 @@ def test_precedence_defaults_sections_profile_overrides(params: dict) -> None:
         ("data.max_samples=0", "data.max_samples: Input should be greater than 0"),
         ("data.max_samples=-5", "data.max_samples: Input should be greater than 0"),
         ("train.batch_size=many", "train.batch_size: Input should be a valid integer"),
-        ("data.datasets.nope={weight: 1}", "unknown dataset 'nope'; allowed: openo1, openthoughts, openr1_math"),
-        ("validate.max_quarantine_fraction=1.5", "validate.max_quarantine_fraction: Input should be less than"),
+        (
+            "data.datasets.nope={weight: 1}",
+            "unknown dataset 'nope'; allowed: openo1, openthoughts, openr1_math",
+        ),
+        (
+            "validate.max_quarantine_fraction=1.5",
+            "validate.max_quarantine_fraction: Input should be less than",
+        ),
         ("train.max_steps=0", "train.max_steps: Value error, must be -1"),
         ("nosection.x=1", "unknown key 'nosection'"),
         ("novalue", "must look like section.key=value"),

@@ -51,7 +51,10 @@ def test_tiny_model_loads_and_renders_thinking(tmp_path: Path) -> None:
     fetch_base_model(TINY_MODEL_ID, "main", tmp_path / "m")
     tok = load_tokenizer(tmp_path / "m", template="chatml")
     model = load_causal_lm(tmp_path / "m")
-    chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4", "thinking": "two and two"}]
+    chat = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "thinking": "two and two"},
+    ]
     text = tok.apply_chat_template(chat, tokenize=False)
     assert "<|im_start|>assistant\n<think>\ntwo and two\n</think>\n\n4<|im_end|>" in text
     assert model.num_parameters() < 100_000

@@ -34,7 +34,9 @@ class ModelConfig(Section):
     revision: str = Field("main", description="Hub revision when fetched online")
     template: Literal["chatml", "gemma"] = Field("chatml", description="chat template with thinking support")
     freeze_modules: list[str] = Field(default_factory=list, description="module name prefixes kept frozen")
-    quantization: Literal["none", "4bit"] = Field("none", description="4bit = QLoRA (GPU + bitsandbytes only)")
+    quantization: Literal["none", "4bit"] = Field(
+        "none", description="4bit = QLoRA (GPU + bitsandbytes only)"
+    )
 
 
 class DatasetSource(Section):
@@ -73,7 +75,9 @@ class ValidateConfig(Section):
     overlong: Literal["quarantine", "truncate"] = "quarantine"
     dedupe: bool = True
     decontam_ngram: int = Field(13, ge=4, le=64)
-    decontam_against: list[str] = Field(default_factory=lambda: ["logicflow_math_heldout", "humaneval", "ifeval"])
+    decontam_against: list[str] = Field(
+        default_factory=lambda: ["logicflow_math_heldout", "humaneval", "ifeval"]
+    )
 
 
 class TrainConfig(Section):
@@ -253,8 +257,10 @@ def build_config(params: dict[str, Any], profile: str | None = None, overrides: 
     overlay = profiles.get(name) or {}
     missing = [key for key in SECTION_KEYS if profiles and not isinstance(overlay.get(key), dict)]
     if missing:
-        raise ConfigError(f"profiles.{name}: missing section(s) {', '.join(missing)}; write e.g. `{missing[0]}: {{}}` "
-                          "(DVC tracks profiles.<name>.<section> per stage, so every profile lists every section)")
+        raise ConfigError(
+            f"profiles.{name}: missing section(s) {', '.join(missing)}; write e.g. `{missing[0]}: {{}}` "
+            "(DVC tracks profiles.<name>.<section> per stage, so every profile lists every section)"
+        )
     merged = deep_merge(params, overlay)
     for text in overrides:
         merged = deep_merge(merged, parse_override(text))
@@ -265,7 +271,9 @@ def build_config(params: dict[str, Any], profile: str | None = None, overrides: 
         raise ConfigError("; ".join(_format_error(e, Config) for e in exc.errors())) from None
 
 
-def load_config(path: str | Path = "params.yaml", profile: str | None = None, overrides: list[str] = ()) -> Config:
+def load_config(
+    path: str | Path = "params.yaml", profile: str | None = None, overrides: list[str] = ()
+) -> Config:
     """Read `params.yaml` and return the validated config for `profile` (default: its `profile:` key)."""
     path = Path(path)
     try:

@@ -86,19 +86,39 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> None:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    corpus = [f"What is {a} + {b}? Let me think step by step. The answer is \\boxed{{{a + b}}}." for a in range(40)
-              for b in range(0, 40, 7)]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=CHATML_SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = [
+        f"What is {a} + {b}? Let me think step by step. The answer is \\boxed{{{a + b}}}."
+        for a in range(40)
+        for b in range(0, 40, 7)
+    ]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=CHATML_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator(corpus, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|im_end|>",
+    )
     tok.chat_template = chat_template("chatml")
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
 
@@ -129,8 +149,12 @@ def convert_smollm2_gguf(out_dir: Path) -> None:
 def download_from_hub(model_id: str, revision: str, out_dir: Path) -> None:
     from huggingface_hub import snapshot_download
 
-    snapshot_download(model_id, revision=revision, local_dir=out_dir,
-                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"])
+    snapshot_download(
+        model_id,
+        revision=revision,
+        local_dir=out_dir,
+        allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"],
+    )
 
 
 def _hub_license(model_id: str, revision: str) -> str | None:
@@ -199,7 +223,7 @@ def resolve(cfg_model: Any, paths: Paths) -> ResolvedModel:
 
 
 def load_tokenizer(model_dir: Path, template: str | None = None) -> Any:
-    """Load a tokenizer; with `template`, install the packaged chat template (thinking + generation markers)."""
+    """Load a tokenizer; `template` installs the packaged chat template (thinking + generation markers)."""
     from transformers import AutoTokenizer
 
     if not (model_dir / "config.json").exists():
@@ -218,5 +242,7 @@ def load_causal_lm(model_dir: Path, dtype: str = "float32") -> Any:
     from transformers import AutoModelForCausalLM
 
     if not list(model_dir.glob("*.safetensors")):
-        raise ModelError(f"{model_dir}: no *.safetensors weights; run `logicflow model fetch` or the train stage")
+        raise ModelError(
+            f"{model_dir}: no *.safetensors weights; run `logicflow model fetch` or the train stage"
+        )
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))

@@ -1,6 +1,6 @@
 """Stage `model`: put the configured base model into `models/base` (see `logicflow.model` for the sources).
 
-    logicflow stage model        # or: logicflow model fetch
+logicflow stage model        # or: logicflow model fetch
 """
 
 from __future__ import annotations

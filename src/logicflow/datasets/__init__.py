@@ -1,0 +1,43 @@
+"""Upstream reasoning datasets, one adapter each, and the offline problem generator.
+
+    adapter = get_adapter("openr1_math")
+    unified = convert_table(adapter, adapter.synthesize(generate(100, seed=0)), "generated")
+
+See `base` for the unified row schema and `generator` for the offline problems.
+"""
+
+from __future__ import annotations
+
+from logicflow.datasets import openo1, openr1_math, openthoughts
+from logicflow.datasets.base import (
+    UNIFIED_SCHEMA,
+    DatasetAdapter,
+    Parsed,
+    conform,
+    convert_table,
+    parquet_bytes,
+    read_parquet,
+)
+from logicflow.errors import ConfigError
+
+ADAPTERS: dict[str, DatasetAdapter] = {m.ADAPTER.name: m.ADAPTER for m in (openo1, openthoughts, openr1_math)}
+
+
+def get_adapter(name: str) -> DatasetAdapter:
+    """The adapter registered as `name`; an unknown name lists the valid ones."""
+    if name not in ADAPTERS:
+        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(ADAPTERS)}")
+    return ADAPTERS[name]
+
+
+__all__ = [
+    "ADAPTERS",
+    "UNIFIED_SCHEMA",
+    "DatasetAdapter",
+    "Parsed",
+    "conform",
+    "convert_table",
+    "get_adapter",
+    "parquet_bytes",
+    "read_parquet",
+]

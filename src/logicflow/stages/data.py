@@ -1,0 +1,225 @@
+"""Stage `data`: fetch (or generate) the reasoning datasets, convert them to chat rows, mix and split.
+
+    logicflow stage data --profile smoke
+
+Outputs (see `Paths`): `data/raw/<dataset>.parquet` in each upstream schema,
+`data/messages/{train,validation}.parquet` in the unified schema (`logicflow.datasets.UNIFIED_SCHEMA`),
+`data/heldout/math.jsonl` (always from the generator, so it is disjoint from generated training rows by
+construction) and `reports/data.json`.
+
+Everything is computed in memory first and written at the end, each file atomically, so a failure leaves the
+previous outputs untouched. Raw tables are round-tripped through parquet bytes before conversion, so the
+conversion reads exactly what is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+from logicflow.atomic import atomic_file, write_json
+from logicflow.config import DATASET_NAMES, Config, DataConfig
+from logicflow.datasets import (
+    DatasetAdapter,
+    conform,
+    convert_table,
+    get_adapter,
+    parquet_bytes,
+    read_parquet,
+)
+from logicflow.datasets.generator import generate
+from logicflow.errors import DataError
+from logicflow.paths import Paths
+
+logger = logging.getLogger(__name__)
+
+Source = Literal["hub", "offline"]
+HUB_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class DataResult:
+    source: Source
+    rows: dict[str, int]  # unified rows per dataset
+    train_rows: int
+    validation_rows: int
+    heldout_rows: int
+    outputs: tuple[str, ...]
+    elapsed_s: float
+
+
+def hub_reachable() -> bool:
+    """False when HF_HUB_OFFLINE is set or a quick HEAD request to the Hub endpoint fails."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return False
+    from huggingface_hub.constants import ENDPOINT
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(ENDPOINT, method="HEAD"), timeout=HUB_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_source(setting: str) -> Source:
+    if setting != "auto":
+        return "hub" if setting == "hub" else "offline"
+    source: Source = "hub" if hub_reachable() else "offline"
+    logger.info(
+        "data.source=auto: using %s data (%s)",
+        source,
+        "the Hub is reachable" if source == "hub" else "HF_HUB_OFFLINE is set or the Hub is unreachable",
+    )
+    return source
+
+
+def _largest_remainder(total: int, weights: dict[str, float]) -> dict[str, int]:
+    weight_sum = sum(weights.values())
+    exact = {name: total * weight / weight_sum for name, weight in weights.items()}
+    counts = {name: int(value) for name, value in exact.items()}
+    for name in sorted(weights, key=lambda n: counts[n] - exact[n])[: total - sum(counts.values())]:
+        counts[name] += 1
+    return counts
+
+
+def target_counts(data: DataConfig) -> dict[str, int]:
+    """Rows per dataset: `data.max_samples` split by weight (largest remainder, so the counts sum exactly);
+    a dataset over its own `max_samples` is capped there and the rest is split among the others."""
+    fixed: dict[str, int] = {}
+    pending = {name: source.weight for name, source in data.datasets.items()}
+    while pending:
+        shares = _largest_remainder(data.max_samples - sum(fixed.values()), pending)
+        over = [n for n in pending if (cap := data.datasets[n].max_samples) is not None and shares[n] > cap]
+        if not over:
+            fixed |= shares
+            break
+        for name in over:
+            fixed[name] = data.datasets[name].max_samples
+            del pending[name]
+    return {name: fixed[name] for name in data.datasets}
+
+
+def _raw_table(adapter: DatasetAdapter, count: int, source: Source, seed: int) -> pa.Table:
+    if source == "offline":
+        # a distinct seed per dataset, so the three datasets hold different problems
+        return adapter.synthesize(
+            generate(count, seed=seed + DATASET_NAMES.index(adapter.name), split="train")
+        )
+    try:
+        table = adapter.load_hub(count)
+    except Exception as exc:  # network, auth, missing revision: all mean "cannot use the Hub now"
+        raise DataError(
+            f"{adapter.name}: could not load {adapter.hub_id}@{adapter.revision} from the Hub ({exc}); "
+            "check the network and HF_TOKEN, or set data.source=offline"
+        ) from exc
+    return conform(adapter, table, f"{adapter.hub_id}@{adapter.revision}")
+
+
+def _mix(tables: list[pa.Table], seed: int, val_fraction: float) -> tuple[pa.Table, pa.Table]:
+    """Shuffle all rows with `seed`; the first `val_fraction` (at least 1 row when > 0) is validation."""
+    mixed = pa.concat_tables(tables)
+    if mixed.num_rows == 0:
+        raise DataError("no rows to mix: every dataset came back empty; check data.datasets and data.source")
+    order = list(range(mixed.num_rows))
+    random.Random(seed).shuffle(order)
+    mixed = mixed.take(order)
+    n_val = min(max(1, round(mixed.num_rows * val_fraction)), mixed.num_rows - 1) if val_fraction > 0 else 0
+    return mixed.slice(n_val), mixed.slice(0, n_val)
+
+
+def _heldout_jsonl(size: int, seed: int) -> bytes:
+    lines = (
+        json.dumps(
+            {"id": p.id, "question": p.question, "answer": p.answer, "kind": p.kind}, ensure_ascii=False
+        )
+        for p in generate(size, seed=seed, split="heldout")
+    )
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def _write_all(outputs: dict[Path, bytes]) -> None:
+    """Write every file to a temp file first; rename them into place only once all were written."""
+    with ExitStack() as stack:
+        for target, data in outputs.items():
+            stack.enter_context(atomic_file(target)).write_bytes(data)
+
+
+def run(cfg: Config, paths: Paths) -> DataResult:
+    start = time.perf_counter()
+    data = cfg.data
+    source = resolve_source(data.source)
+    counts = target_counts(data)
+    logger.info(
+        "data: %s rows from %s (%s)",
+        data.max_samples,
+        source,
+        ", ".join(f"{name} {count}" for name, count in counts.items()),
+    )
+
+    outputs: dict[Path, bytes] = {}
+    unified: list[pa.Table] = []
+    summary: dict[str, dict[str, str | int]] = {}
+    for name, count in counts.items():
+        adapter = get_adapter(name)
+        raw = parquet_bytes(_raw_table(adapter, count, source, data.seed))
+        path = paths.raw(name)
+        table = convert_table(adapter, read_parquet(path, raw), str(path))
+        logger.info("data: %s: %d rows converted", name, table.num_rows)
+        outputs[path] = raw
+        unified.append(table)
+        summary[name] = {
+            "rows": table.num_rows,
+            "hub_id": adapter.hub_id,
+            "revision": adapter.revision,
+            "raw_sha256": hashlib.sha256(raw).hexdigest(),
+        }
+
+    train, validation = _mix(unified, data.seed, data.val_fraction)
+    outputs[paths.messages("train")] = parquet_bytes(train)
+    outputs[paths.messages("validation")] = parquet_bytes(validation)
+    outputs[paths.heldout_math] = _heldout_jsonl(data.heldout_size, data.seed)
+
+    _write_all(outputs)
+    for name in set(DATASET_NAMES) - set(counts):  # a dataset dropped from params leaves no stale raw file
+        paths.raw(name).unlink(missing_ok=True)
+    write_json(
+        paths.data_summary,
+        {
+            "source": source,
+            "datasets": summary,
+            "rows": {
+                "train": train.num_rows,
+                "validation": validation.num_rows,
+                "heldout": data.heldout_size,
+                "total": train.num_rows + validation.num_rows,
+            },
+        },
+    )
+    elapsed = time.perf_counter() - start
+    logger.info(
+        "data: %d train, %d validation, %d held-out rows in %.1fs",
+        train.num_rows,
+        validation.num_rows,
+        data.heldout_size,
+        elapsed,
+    )
+    return DataResult(
+        source=source,
+        rows={name: table.num_rows for name, table in zip(counts, unified, strict=True)},
+        train_rows=train.num_rows,
+        validation_rows=validation.num_rows,
+        heldout_rows=data.heldout_size,
+        outputs=tuple(str(p) for p in (*outputs, paths.data_summary)),
+        elapsed_s=round(elapsed, 3),
+    )

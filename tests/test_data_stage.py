@@ -1,0 +1,156 @@
+"""Stage `data` on the smoke profile: outputs, counts, reproducibility, atomic failure, source selection."""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from logicflow.config import DataConfig, load_config
+from logicflow.datasets import ADAPTERS, UNIFIED_SCHEMA, DatasetAdapter, read_parquet
+from logicflow.datasets.generator import generate, is_heldout
+from logicflow.errors import DataError
+from logicflow.paths import Paths
+from logicflow.stages import data
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def smoke(*overrides: str):
+    return load_config(PARAMS, profile="smoke", overrides=list(overrides))
+
+
+def output_bytes(paths: Paths) -> dict[str, bytes]:
+    files = [paths.raw(name) for name in ADAPTERS]
+    files += [paths.messages("train"), paths.messages("validation"), paths.heldout_math, paths.data_summary]
+    return {str(f): f.read_bytes() for f in files}
+
+
+def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
+    cfg, paths = smoke(), Paths.from_root(tmp_path)
+    result = data.run(cfg, paths)
+
+    assert result.source == "offline"
+    assert result.rows == {"openo1": 16, "openthoughts": 16, "openr1_math": 16}
+    assert (result.train_rows, result.validation_rows, result.heldout_rows) == (
+        42,
+        6,
+        8,
+    )  # val_fraction 0.125
+    for name, adapter in ADAPTERS.items():
+        raw = pq.read_table(paths.raw(name))
+        assert raw.schema.equals(adapter.schema) and raw.num_rows == 16
+    train, validation = pq.read_table(paths.messages("train")), pq.read_table(paths.messages("validation"))
+    assert train.schema.equals(UNIFIED_SCHEMA) and validation.schema.equals(UNIFIED_SCHEMA)
+    assert train.num_rows + validation.num_rows == cfg.data.max_samples
+    ids = train.column("id").to_pylist() + validation.column("id").to_pylist()
+    assert len(set(ids)) == len(ids)
+    assert set(train.column("source").to_pylist()) == set(ADAPTERS)  # shuffled together
+
+    heldout = [json.loads(line) for line in paths.heldout_math.read_text().splitlines()]
+    assert len(heldout) == 8 and all(set(h) == {"id", "question", "answer", "kind"} for h in heldout)
+    assert all(is_heldout(h["question"]) for h in heldout)
+    questions = {h["question"] for h in heldout}
+    prompts = {
+        m[0]["content"]
+        for m in train.column("messages").to_pylist() + validation.column("messages").to_pylist()
+    }
+    assert not any(q in p for q in questions for p in prompts)
+
+    summary = json.loads(paths.data_summary.read_text())
+    assert summary["source"] == "offline" and summary["rows"]["total"] == 48
+    for name in ADAPTERS:
+        assert (
+            summary["datasets"][name]["raw_sha256"]
+            == hashlib.sha256(paths.raw(name).read_bytes()).hexdigest()
+        )
+
+
+def test_rerun_is_byte_identical(tmp_path: Path) -> None:
+    first, second = Paths.from_root(tmp_path / "a"), Paths.from_root(tmp_path / "b")
+    data.run(smoke(), first)
+    data.run(smoke(), second)
+    data.run(smoke(), second)  # over its own previous outputs
+    a, b = output_bytes(first), output_bytes(second)
+    assert [a[k] for k in a] == [b[k.replace(str(first.root), str(second.root))] for k in a]
+
+
+def test_failure_mid_run_leaves_previous_outputs_untouched(tmp_path: Path, monkeypatch) -> None:
+    paths = Paths.from_root(tmp_path)
+    data.run(smoke(), paths)
+    before = output_bytes(paths)
+
+    def broken(row: dict) -> None:
+        raise DataError("field 'messages' is broken")
+
+    monkeypatch.setitem(ADAPTERS, "openr1_math", dataclasses.replace(ADAPTERS["openr1_math"], parse=broken))
+    with pytest.raises(
+        DataError, match=r"openr1_math\.parquet: openr1_math row 0: field 'messages' is broken"
+    ):
+        data.run(smoke("data.max_samples=30", "data.seed=5"), paths)
+    assert output_bytes(paths) == before
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_corrupted_raw_parquet_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "openo1.parquet"
+    path.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match=rf"{path}: not a readable parquet file"):
+        read_parquet(path)
+    with pytest.raises(DataError, match="not a readable parquet file"):
+        read_parquet(path, b"truncated")
+
+
+def test_hub_source_uses_load_hub_and_still_generates_heldout(tmp_path: Path, monkeypatch) -> None:
+    def fake_hub(
+        self: DatasetAdapter, max_samples: int
+    ) -> pa.Table:  # streamed rows: types inferred, not pinned
+        return pa.Table.from_pylist(self.synthesize(generate(max_samples, seed=99)).to_pylist())
+
+    monkeypatch.setattr(DatasetAdapter, "load_hub", fake_hub)
+    paths = Paths.from_root(tmp_path)
+    result = data.run(smoke("data.source=hub"), paths)
+    assert result.source == "hub" and sum(result.rows.values()) == 48
+    assert json.loads(paths.data_summary.read_text())["source"] == "hub"
+    assert len(paths.heldout_math.read_text().splitlines()) == 8
+
+
+def test_hub_failure_is_a_clear_data_error(tmp_path: Path, monkeypatch) -> None:
+    def unreachable(self: DatasetAdapter, max_samples: int) -> pa.Table:
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(DatasetAdapter, "load_hub", unreachable)
+    with pytest.raises(
+        DataError, match=r"openo1: could not load O1-OPEN/OpenO1-SFT@main .*data.source=offline"
+    ):
+        data.run(smoke("data.source=hub"), Paths.from_root(tmp_path))
+    assert not (tmp_path / "data").exists()
+
+
+def test_auto_source_stays_offline_when_hf_hub_offline_is_set(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert data.resolve_source("auto") == "offline"
+    assert data.resolve_source("hub") == "hub" and data.resolve_source("offline") == "offline"
+
+
+@pytest.mark.parametrize(
+    ("total", "datasets", "expected"),
+    [
+        (48, {"openo1": {}, "openthoughts": {}, "openr1_math": {}}, [16, 16, 16]),
+        (100, {"openo1": {}, "openthoughts": {}, "openr1_math": {}}, [34, 33, 33]),
+        (
+            10,
+            {"openo1": {"weight": 1}, "openthoughts": {"weight": 2}, "openr1_math": {"weight": 3}},
+            [2, 3, 5],
+        ),
+        (90, {"openo1": {"max_samples": 10}, "openthoughts": {}, "openr1_math": {"weight": 2}}, [10, 27, 53]),
+        (90, {"openo1": {"max_samples": 10}, "openthoughts": {"max_samples": 5}}, [10, 5]),
+    ],
+)
+def test_target_counts_split_by_weight_with_caps(total: int, datasets: dict, expected: list[int]) -> None:
+    counts = data.target_counts(DataConfig(max_samples=total, datasets=datasets))
+    assert list(counts.values()) == expected

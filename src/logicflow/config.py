@@ -75,6 +75,9 @@ class ValidateConfig(Section):
     overlong: Literal["quarantine", "truncate"] = "quarantine"
     dedupe: bool = True
     decontam_ngram: int = Field(13, ge=4, le=64)
+    decontam_min_overlap: float = Field(
+        0.8, gt=0.0, le=1.0, description="share of an eval prompt's n-grams a training prompt must contain"
+    )
     decontam_against: list[str] = Field(
         default_factory=lambda: ["logicflow_math_heldout", "humaneval", "ifeval"]
     )

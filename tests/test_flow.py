@@ -1,0 +1,352 @@
+"""The Prefect flow `logicflow` and its deployments.
+
+Fast: stage planning, param checks, the retry rule, run comparison. Slow (a real Prefect + MLflow server
+started by `logicflow.servers` in a temporary project, plus the deployment server): `full` triggered through
+the Prefect client and awaited; the DVC equivalence both ways; overrides as a DVC experiment; a bad param
+failing before any stage; a transient failure retried and a diagnosed one not; Prefect tags on the MLflow run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.pop("PREFECT_API_URL", None)  # never talk to a developer's server
+os.environ["LOGICFLOW_RETRY_DELAYS"] = "0,0"  # read when flows/pipeline.py is imported
+
+from flow_fixtures import ROOT, git, make_project, offline_env, record_mlflow_run  # noqa: E402
+from logicflow import runs, servers  # noqa: E402
+from logicflow.errors import ConfigError  # noqa: E402
+from logicflow.paths import Paths  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "flows"))
+pipeline = importlib.import_module("pipeline")
+serve = importlib.import_module("serve")
+
+
+def _dvc_repo(root: Path, dvc_yaml: dict[str, Any]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    (root / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ fast
+
+
+def test_ran_reads_what_dvc_did() -> None:
+    lines = [
+        "Stage 'model' didn't change, skipping",
+        "Running stage 'data':",
+        "> logicflow stage data",
+        "Stage 'validate' is cached - skipping run, checking out outputs",
+    ]
+    assert pipeline._ran(lines) == {
+        "model": "up to date",
+        "data": "ran",
+        "validate": "restored from run-cache",
+    }
+
+
+def test_plan_follows_the_dependency_graph(tmp_path: Path) -> None:
+    # listed out of order in dvc.yaml: `second` reads what `first` writes
+    root = _dvc_repo(
+        tmp_path / "repo",
+        {
+            "stages": {
+                "second": {"cmd": "cp a.txt b.txt", "deps": ["a.txt"], "outs": ["b.txt"]},
+                "first": {"cmd": "echo hi > a.txt", "outs": ["a.txt"]},
+                "other": {"cmd": "echo x > c.txt", "outs": ["c.txt"]},
+            }
+        },
+    )
+    assert pipeline.plan.fn(root, None) == ["first", "second", "other"]
+    assert pipeline.plan.fn(root, ["second", "first"]) == ["first", "second"]
+    with pytest.raises(ValueError, match="unknown stage.*trian.*dvc.yaml has: first, second, other"):
+        pipeline.plan.fn(root, ["trian"])
+
+
+def test_check_params_maps_overrides_onto_the_profile(tmp_path: Path) -> None:
+    from prefect.logging import disable_run_logger
+
+    root = tmp_path
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = "smoke"
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    with disable_run_logger():
+        check = pipeline.check_params.fn
+        assert check(root, None, {}) == [] and check(root, "smoke", {}) == []
+        assert check(root, "cpu", {}) == ["profile=cpu"]
+        assert check(root, None, {"lora.r": 8, "eval.tasks": ["logicflow_math_heldout"]}) == [
+            "profiles.smoke.lora.r=8",
+            'profiles.smoke.eval.tasks=["logicflow_math_heldout"]',
+        ]
+        with pytest.raises(ConfigError, match="lora.rank"):
+            check(root, None, {"lora.rank": 8})
+        with pytest.raises(ConfigError, match="lora.r"):
+            check(root, None, {"lora.r": 0})
+        with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+            check(root, "nope", {})
+        with pytest.raises(ValueError, match="section.key"):
+            check(root, None, {"nosuch.x": 1})
+
+
+def test_retry_rule_spares_diagnosed_errors() -> None:
+    class State:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def result(self) -> None:
+            raise self.exc
+
+    assert pipeline._transient(None, None, State(pipeline.StageFailed("boom", user_error=False)))
+    assert not pipeline._transient(None, None, State(pipeline.StageFailed("bad rows", user_error=True)))
+    assert pipeline._transient(None, None, State(ConnectionError("hub")))
+    assert {"model", "data", "publish"} <= pipeline.NETWORK_STAGES
+    assert pipeline.reproduce_with_retries.retries == 2 and pipeline.reproduce.retries == 0
+
+
+def test_json_reports_render_as_tables() -> None:
+    report = {
+        "passed": True,
+        "reasons": ["overlong", "dup|e"],
+        "rows": {"clean": 40, "quarantined": 2},
+        "datasets": {"openo1": {"clean": 20, "dup": {"exact": 1}}, "openthoughts": {"clean": 20}},
+    }
+    md = pipeline._md_section("Validation", report)
+    assert "| passed | True |" in md and r"dup\|e" in md
+    assert "## rows" in md and "| clean | 40 |" in md
+    assert (
+        "| datasets | clean | dup.exact |" in md
+        and "| openo1 | 20 | 1 |" in md
+        and "| openthoughts | 20 |  |" in md
+    )
+
+
+def test_deployments_follow_dvc_yaml(tmp_path: Path) -> None:
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"model": {}, "data": {}, "card": {}}}))
+    found = {d.name: d.parameters for d in serve.deployments(tmp_path)}
+    assert found == {"full": {}, "data": {"stages": ["model", "data"]}, "evaluate": {"stages": ["card"]}}
+
+
+def test_compare_runs_shows_differing_params_and_metrics(tmp_path: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("logicflow-smoke", artifact_location=(tmp_path / "art").as_uri())
+    for r, acc in ((4, 0.25), (16, 0.5)):
+        with mlflow.start_run(experiment_id=experiment, run_name=f"r{r}"):
+            mlflow.log_params({"lora.r": r, "train.learning_rate": 3e-4})
+            mlflow.log_metrics(
+                {"eval/logicflow_math_heldout/tuned": acc, "train/loss": 1 / r, "system/cpu": 9}
+            )
+            mlflow.set_tag("prefect.flow_run_name", f"run-{r}")
+    found = runs.compare_runs(uri, "logicflow-smoke")
+    assert [r["name"] for r in found["runs"]] == ["r16", "r4"]
+    assert found["params"] == {"lora.r": ["16", "4"]}
+    assert found["metrics"] == {
+        "eval/logicflow_math_heldout/tuned": [0.5, 0.25],
+        "train/loss": [0.0625, 0.25],
+    }
+    text = runs.format_comparison(found)
+    assert "lora.r" in text and "run-16" in text and "0.0625" in text and "learning_rate" not in text
+    assert "train.learning_rate" in runs.compare_runs(uri, "logicflow-smoke", all_params=True)["params"]
+    with pytest.raises(Exception, match="no runs in MLflow experiment 'nope'"):
+        runs.compare_runs(uri, "nope")
+
+
+def test_cli_turns_set_into_overrides() -> None:
+    from logicflow.cli import _flatten
+    from logicflow.config import parse_override
+
+    assert _flatten(parse_override("lora.r=8")) == [("lora.r", 8)]
+    assert _flatten(parse_override("eval.tasks=[a, b]")) == [("eval.tasks", ["a", "b"])]
+
+
+# ------------------------------------------------------------------------------------------------ slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paths, dict[str, Any]]]:
+    """A temporary project with `logicflow up` running (Prefect, MLflow, deployments)."""
+    base = tmp_path_factory.mktemp("flow")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in offline_env(base / "cache").items():
+            mp.setenv(key, value)
+        root = make_project(base / "repo", base / "remote")
+        paths = Paths.from_root(root)
+        state = servers.start(paths)
+        try:
+            yield paths, state
+        finally:
+            servers.stop(paths)
+            assert servers.stray_processes(paths) == []
+
+
+def _trigger(state: dict[str, Any], **params: Any) -> runs.RunResult:
+    lines: list[str] = []
+    result = runs.trigger("full", params, api_url=state["prefect"]["api_url"], timeout=400, echo=lines.append)
+    print("\n".join(lines))
+    return result
+
+
+def _flush_prefect() -> None:
+    """Send this process's buffered flow-run logs and events while the server still runs."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+
+
+def _stages(result: runs.RunResult) -> dict[str, str]:
+    return {row["stage"]: row["result"] for row in result.stages}
+
+
+def _dvc(root: Path, *args: str) -> str:
+    """A DVC command as a user runs it (in the project, one at a time)."""
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _reproduce(root: Path) -> list[str]:
+    """`dvc repro`: the stages it ran."""
+    return sorted(re.findall(r"Running stage '([^']+)'", _dvc(root, "repro")))
+
+
+def _pipeline(root: Path) -> list[str]:
+    """The stages in the test project's dvc.yaml (FLOW_TEST_STAGES of the project's)."""
+    return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+
+
+def _dvc_status_clean(root: Path) -> bool:
+    return "Data and pipelines are up to date." in _dvc(root, "status")
+
+
+@pytest.mark.slow
+def test_full_deployment_run_equals_dvc_repro(served: tuple[Paths, dict[str, Any]]) -> None:
+    from mlflow import MlflowClient
+
+    paths, state = served
+    root = paths.root
+    client = MlflowClient(tracking_uri=state["mlflow"]["url"])
+    run_id = record_mlflow_run(root, state["mlflow"]["url"], "logicflow-smoke")
+    experiment = client.get_run(run_id).info.experiment_id
+
+    result = _trigger(state)
+    assert result.ok, result.message
+    assert _stages(result) == {stage: "ran" for stage in _pipeline(root)}
+    assert {"stages", "data-summary", "mlflow-run"} <= set(result.artifacts)
+    assert f"#/experiments/{experiment}/runs/{run_id}" in result.artifacts["mlflow-run"]
+    tags = client.get_run(run_id).data.tags
+    assert tags["prefect.flow_run_id"] == result.flow_run_id
+    assert tags["prefect.flow_run_url"] == result.url and tags["prefect.deployment"] == "full"
+    assert any((base := Path(root).parent / "remote").rglob("*")), f"nothing pushed to {base}"
+
+    # after the deployment run, DVC has nothing to do
+    assert _dvc_status_clean(root)
+    assert _reproduce(root) == []
+
+    # after `dvc repro` of a change, the deployment run skips every stage
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["profiles"]["smoke"]["data"]["max_samples"] = 40
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _reproduce(root)
+    assert "data" in ran and "model" not in ran
+    again = _trigger(state)
+    assert again.ok and _stages(again) == {stage: "up to date" for stage in _pipeline(root)}
+    assert client.get_run(run_id).data.tags["prefect.flow_run_id"] == result.flow_run_id  # not re-tagged
+    summary = runs.summary(paths, again, state)
+    assert "model: up to date, data: up to date" in summary and state["mlflow"]["url"] in summary
+
+
+@pytest.mark.slow
+def test_overrides_run_as_a_dvc_experiment(served: tuple[Paths, dict[str, Any]]) -> None:
+    paths, state = served
+    root = paths.root
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "state before the experiment")
+    before = (root / "params.yaml").read_bytes(), (root / "dvc.lock").read_bytes()
+
+    result = _trigger(state, overrides={"data.max_samples": 32})
+    assert result.ok, result.message
+    assert _stages(result)["data"] == "ran"
+    assert "experiment" in result.artifacts
+    name = f"full-{result.name}"
+    assert git(root, "for-each-ref", "--format=%(refname)", "refs/exps/").rstrip().endswith(f"/{name}")
+    # the workspace (params.yaml, dvc.lock, outputs) is untouched and still up to date
+    assert ((root / "params.yaml").read_bytes(), (root / "dvc.lock").read_bytes()) == before
+    assert _dvc_status_clean(root)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert name in shown and '"max_samples": 32' in shown.replace(" ", "").replace(
+        '"max_samples":32', '"max_samples": 32'
+    )
+
+
+@pytest.mark.slow
+def test_bad_params_fail_before_any_stage(served: tuple[Paths, dict[str, Any]]) -> None:
+    _, state = served
+    result = _trigger(state, overrides={"lora.r": 0})
+    assert result.state == "FAILED"
+    assert result.stages == []  # no stage ran
+
+
+@pytest.mark.slow
+def test_transient_failure_is_retried_and_diagnosed_one_is_not(
+    served: tuple[Paths, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process flow runs against the served Prefect: a stage that crashes once (like a dropped Hub
+    connection) succeeds on retry; one that reports a LogicFlowError fails at once."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    _, state = served
+    flaky = (
+        "import pathlib, sys\n"
+        "n = pathlib.Path('attempts'); k = int(n.read_text()) + 1 if n.exists() else 1\n"
+        "n.write_text(str(k))\n"
+        "if k == 1: sys.exit('ConnectionError: huggingface.co unreachable')\n"
+        "pathlib.Path('model.txt').write_text('ok')\n"
+    )
+    root = _dvc_repo(
+        tmp_path / "retry",
+        {
+            "stages": {
+                "model": {"cmd": "python flaky.py", "deps": ["flaky.py"], "outs": ["model.txt"]},
+                "data": {
+                    "cmd": "python -c \"print('logicflow: error: 3 malformed rows'); exit(1)\"",
+                    "deps": ["model.txt"],
+                    "outs": ["rows.txt"],
+                },
+            }
+        },
+    )
+    (root / "flaky.py").write_text(flaky)
+    monkeypatch.setenv("LOGICFLOW_ROOT", str(root))
+    with temporary_settings(updates={PREFECT_API_URL: state["prefect"]["api_url"]}):
+        assert pipeline.logicflow(stages=["model"], push_outputs=False) == {"model": "ran"}
+        assert (root / "attempts").read_text() == "2"
+        with pytest.raises(pipeline.StageFailed, match="3 malformed rows") as err:
+            pipeline.logicflow(stages=["data"], push_outputs=False)
+        _flush_prefect()
+    assert err.value.user_error

@@ -1,0 +1,460 @@
+"""Collect one run's recorded facts into a typed `RunData`, the only input of the model card.
+
+Nothing here measures or estimates: every value is read from a file an earlier stage wrote. A missing
+required file (the eval report, the training params and metrics, the base-model manifest) is a
+`PublishError` that names the file and the stage that writes it; optional reports become `None` and the card
+says "not recorded". Values are kept as the stages wrote them, so the same files always give the same card.
+
+    data = collect(cfg, paths)
+    data.eval.results[0].tuned.value
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from logicflow.config import Config
+from logicflow.errors import PublishError
+from logicflow.model import ResolvedModel, read_manifest
+from logicflow.paths import Paths
+
+# Upstream ids of the datasets `cfg.data.datasets` names; `logicflow.datasets.get_adapter(name).hub_id`
+# wins when that module provides it.
+DATASET_HUB_IDS = {
+    "openo1": "O1-OPEN/OpenO1-SFT",
+    "openthoughts": "open-thoughts/OpenThoughts-114k",
+    "openr1_math": "open-r1/OpenR1-Math-220k",
+}
+# dvc.lock entries left out of the lineage digest: the card and publish stages come after the card's inputs,
+# and including them would make each render change the digest the next render reads.
+LOCK_EXCLUDED_STAGES = ("card", "publish")
+TRAIN_MANIFEST = "logicflow_train.json"  # written by the train stage into models/merged and models/adapter
+
+
+@dataclass(frozen=True)
+class Measurement:
+    value: float | None
+    stderr: float | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    metric: str
+    higher_is_better: bool
+    n: int | None
+    base: Measurement
+    tuned: Measurement
+    delta: float | None
+    significant: bool | None
+
+    @property
+    def regressed(self) -> bool:
+        """Tuned is worse than base (in the metric's own direction)."""
+        if self.delta is None:
+            return False
+        return self.delta < 0 if self.higher_is_better else self.delta > 0
+
+
+@dataclass(frozen=True)
+class NotRun:
+    task: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Gate:
+    passed: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    config: dict[str, Any]
+    models: dict[str, Any]
+    results: list[TaskResult]
+    not_run: list[NotRun]
+    gate: Gate
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    hub_id: str
+    fetched: dict[str, Any]  # flattened per-dataset block of reports/data.json
+    validated: dict[str, Any]  # flattened per-dataset block of reports/validation/summary.json
+
+
+@dataclass(frozen=True)
+class Lineage:
+    git_commit: str | None
+    dvc_lock_sha256: str | None
+    mlflow_run_id: str | None
+    mlflow_run_url: str | None
+    mlflow_experiment: str | None
+    base_id: str
+    base_revision: str
+    base_source: str
+    base_sha256: str
+    merged_sha256: str
+
+
+@dataclass(frozen=True)
+class RunData:
+    model_name: str
+    repo_id: str
+    license: str
+    language: list[str]
+    tags: list[str]
+    base: ResolvedModel
+    datasets: list[DatasetInfo]
+    data_totals: dict[str, Any]
+    validation_totals: dict[str, Any]
+    validation_checks: dict[str, dict[str, Any]]  # check name -> its summary (success, unexpected, ...)
+    train_params: dict[str, Any]
+    train_metrics: dict[str, Any]
+    eval: EvalReport
+    inference: dict[str, dict[str, Any]] | None
+    inference_extra: dict[str, Any]
+    chat_template: str | None
+    generation_config: dict[str, Any]
+    train_manifest: dict[str, Any]  # models/merged/logicflow_train.json: method, merged, dtype (train stage)
+    lineage: Lineage
+    loss_plot: Path | None
+    missing: list[str] = field(default_factory=list)  # optional reports that were absent
+
+    @property
+    def method(self) -> str | None:
+        """The PEFT method as the train stage recorded it (manifest first, then params.json)."""
+        if self.train_manifest.get("method"):
+            return str(self.train_manifest["method"])
+        keys = ("lora.method", "method", "peft.method", "peft_method", "peft_type")
+        return next((str(self.train_params[k]) for k in keys if self.train_params.get(k)), None)
+
+    @property
+    def weights(self) -> str:
+        """The top-level weights: "merged" (adapter folded in), "full" or "base" (method not mergeable)."""
+        if self.method == "full":
+            return "full"
+        return "base" if self.train_manifest.get("merged") is False else "merged"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> dotted keys (sorted); lists and scalars are kept as values."""
+    if not isinstance(data, dict):
+        return {prefix: data} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key in sorted(data, key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        value = data[key]
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _rel(paths: Paths, path: Path) -> str:
+    try:
+        return str(path.relative_to(paths.root))
+    except ValueError:
+        return str(path)
+
+
+def read_json(paths: Paths, path: Path, stage: str, *, required: bool = True) -> Any:
+    """Parse a stage's JSON report; a missing required one says which stage writes it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        if not required:
+            return None
+        raise PublishError(
+            f"{_rel(paths, path)}: not found; run the `{stage}` stage first (`dvc repro {stage}`)"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PublishError(
+            f"{_rel(paths, path)}: not valid JSON ({exc}); re-run the `{stage}` stage"
+        ) from None
+
+
+def _require(obj: Any, key: str, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise PublishError(f"{where}: missing key {key!r}; re-run the `evaluate` stage")
+    return obj[key]
+
+
+def _number(value: Any, where: str) -> float | None:
+    """A recorded number; null and NaN both mean "not measured" (never shown as a score)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PublishError(f"{where}: expected a number or null, got {value!r}")
+    return value
+
+
+def _measurement(obj: Any, where: str) -> Measurement:
+    if not isinstance(obj, dict):
+        raise PublishError(f"{where}: expected an object with value/stderr/seconds, got {obj!r}")
+    return Measurement(
+        value=_number(_require(obj, "value", where), f"{where}.value"),
+        stderr=_number(obj.get("stderr"), f"{where}.stderr"),
+        seconds=_number(obj.get("seconds"), f"{where}.seconds"),
+    )
+
+
+def parse_eval_report(raw: Any, where: str = "reports/eval.json") -> EvalReport:
+    """Check `reports/eval.json` against its contract; a gap is an error, never a guess."""
+    results = []
+    for i, item in enumerate(_require(raw, "results", where)):
+        at = f"{where}: results[{i}]"
+        results.append(
+            TaskResult(
+                task=str(_require(item, "task", at)),
+                metric=str(_require(item, "metric", at)),
+                higher_is_better=bool(item.get("higher_is_better", True)),
+                n=item.get("n"),
+                base=_measurement(_require(item, "base", at), f"{at}.base"),
+                tuned=_measurement(_require(item, "tuned", at), f"{at}.tuned"),
+                delta=_number(item.get("delta"), f"{at}.delta"),
+                significant=item.get("significant"),
+            )
+        )
+    not_run = [
+        NotRun(
+            task=str(_require(item, "task", f"{where}: not_run[{i}]")),
+            reason=str(_require(item, "reason", f"{where}: not_run[{i}]")),
+        )
+        for i, item in enumerate(raw.get("not_run") or [])
+    ]
+    gate = _require(raw, "gate", where)
+    return EvalReport(
+        config=dict(raw.get("config") or {}),
+        models=dict(raw.get("models") or {}),
+        results=sorted(results, key=lambda r: (r.task, r.metric)),
+        not_run=sorted(not_run, key=lambda r: r.task),
+        gate=Gate(
+            passed=bool(_require(gate, "passed", f"{where}: gate")),
+            reasons=[str(r) for r in gate.get("reasons") or []],
+        ),
+    )
+
+
+def load_eval_report(paths: Paths) -> EvalReport:
+    return parse_eval_report(read_json(paths, paths.eval_json, "evaluate"))
+
+
+def dataset_hub_id(name: str) -> str:
+    try:
+        from logicflow.datasets import get_adapter  # type: ignore[attr-defined]
+    except ImportError:
+        return DATASET_HUB_IDS.get(name, name)
+    try:
+        return str(get_adapter(name).hub_id)
+    except Exception:  # noqa: BLE001 - an adapter without a hub id falls back to the known table
+        return DATASET_HUB_IDS.get(name, name)
+
+
+def _per_dataset(report: Any, name: str) -> dict[str, Any]:
+    """The block of a per-dataset report for `name`, wherever the stage put it."""
+    if not isinstance(report, dict):
+        return {}
+    block = report.get("datasets", report)
+    if isinstance(block, list):
+        block = {
+            str(item.get("name") or item.get("dataset")): item for item in block if isinstance(item, dict)
+        }
+    entry = block.get(name) if isinstance(block, dict) else None
+    return flatten(entry) if isinstance(entry, dict) else {}
+
+
+def _totals(report: Any, names: list[str]) -> dict[str, Any]:
+    """Report keys that are not per-dataset blocks (totals, splits, settings)."""
+    if not isinstance(report, dict):
+        return {}
+    rest = {k: v for k, v in report.items() if k != "datasets" and k not in names}
+    return flatten(rest)
+
+
+def _checks(validation: Any) -> dict[str, dict[str, Any]]:
+    checks = validation.get("checks") if isinstance(validation, dict) else None
+    if not isinstance(checks, dict):
+        return {}
+    return {str(k): flatten(v) for k, v in sorted(checks.items()) if isinstance(v, dict)}
+
+
+def git_commit(root: Path) -> str | None:
+    """HEAD of the checkout (read-only); None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def dvc_lock_digest(lock: Path, exclude: tuple[str, ...] = LOCK_EXCLUDED_STAGES) -> str | None:
+    """SHA-256 of `dvc.lock` without the stages that run after the card (canonical JSON of the rest)."""
+    try:
+        data = yaml.safe_load(lock.read_text()) or {}
+    except FileNotFoundError:
+        return None
+    except yaml.YAMLError as exc:
+        raise PublishError(f"{lock.name}: not valid YAML ({exc}); run `dvc repro` to rewrite it") from None
+    stages = {k: v for k, v in (data.get("stages") or {}).items() if k.split("@")[0] not in exclude}
+    canonical = json.dumps({"schema": data.get("schema"), "stages": stages}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_chat_template(model_dir: Path) -> str | None:
+    """The chat template saved with the tokenizer (`chat_template.jinja`, else tokenizer_config.json)."""
+    file = model_dir / "chat_template.jinja"
+    if file.is_file():
+        return file.read_text()
+    try:
+        template = json.loads((model_dir / "tokenizer_config.json").read_text()).get("chat_template")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if isinstance(template, list):  # named templates: keep the default one
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template if isinstance(template, str) else None
+
+
+def read_train_manifest(model_dir: Path) -> dict[str, Any]:
+    """What the train stage says about the folder (`method`, `merged`, `dtype`); {} when absent."""
+    try:
+        raw = json.loads((model_dir / TRAIN_MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def read_generation_config(model_dir: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads((model_dir / "generation_config.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {k: v for k, v in sorted(raw.items()) if not k.startswith("_") and k != "transformers_version"}
+
+
+def resolve_license(cfg: Config, base: ResolvedModel) -> str:
+    license_ = cfg.card.license or base.license
+    if not license_:
+        raise PublishError(
+            f"the license of base model {base.id!r} is unknown (not in models/base manifest); "
+            "set card.license in params.yaml to the license the model is released under"
+        )
+    return license_
+
+
+def collect(cfg: Config, paths: Paths) -> RunData:
+    """Read every input of the card; raises PublishError naming the first missing required one."""
+    raw_eval = read_json(paths, paths.eval_json, "evaluate")
+    report = parse_eval_report(raw_eval, _rel(paths, paths.eval_json))
+    params = read_json(paths, paths.train_reports / "params.json", "train")
+    metrics = read_json(paths, paths.train_reports / "metrics.json", "train")
+    if not isinstance(params, dict) or not isinstance(metrics, dict):
+        raise PublishError(
+            "reports/train/params.json and metrics.json must hold JSON objects; re-run `train`"
+        )
+    base = read_manifest(paths.base_model)
+    if base is None:
+        raise PublishError(
+            f"{_rel(paths, paths.base_model)}: no base-model manifest; run `logicflow model fetch`"
+        )
+    if not metrics.get("merged_sha256"):
+        raise PublishError("reports/train/metrics.json: missing 'merged_sha256'; re-run the `train` stage")
+    if metrics.get("base_sha256") and metrics["base_sha256"] != base.sha256:
+        raise PublishError(
+            f"models/base changed since training: sha256 {base.sha256[:12]} != "
+            f"{str(metrics['base_sha256'])[:12]} recorded by train; re-run `dvc repro train`"
+        )
+
+    missing: list[str] = []
+
+    def optional(path: Path, stage: str) -> Any:
+        value = read_json(paths, path, stage, required=False)
+        if value is None:
+            missing.append(_rel(paths, path))
+        return value
+
+    data_report = optional(paths.data_summary, "data")
+    validation = optional(paths.validation_summary, "validate")
+    inference_raw = optional(paths.inference_json, "evaluate")
+    run_file = optional(paths.mlflow_run_file, "train") or {}
+
+    names = list(cfg.data.datasets)
+    datasets = [
+        DatasetInfo(
+            name=n,
+            hub_id=dataset_hub_id(n),
+            fetched=_per_dataset(data_report, n),
+            validated=_per_dataset(validation, n),
+        )
+        for n in names
+    ]
+    inference = None
+    inference_extra: dict[str, Any] = {}
+    if isinstance(inference_raw, dict):
+        inference = {
+            k: flatten(v) for k, v in inference_raw.items() if k in ("base", "tuned") and isinstance(v, dict)
+        }
+        inference_extra = flatten({k: v for k, v in inference_raw.items() if k not in ("base", "tuned")})
+
+    loss_plot = paths.train_reports / "loss.png"
+    if not loss_plot.is_file():
+        missing.append(_rel(paths, loss_plot))
+        loss_plot = None
+
+    lineage = Lineage(
+        git_commit=run_file.get("git_commit") or git_commit(paths.root),
+        dvc_lock_sha256=dvc_lock_digest(paths.dvc_lock),
+        mlflow_run_id=run_file.get("run_id"),
+        mlflow_run_url=run_file.get("run_url"),
+        mlflow_experiment=run_file.get("experiment_name"),
+        base_id=base.id,
+        base_revision=base.revision,
+        base_source=base.source,
+        base_sha256=base.sha256,
+        merged_sha256=str(metrics["merged_sha256"]),
+    )
+    return RunData(
+        model_name=cfg.card.model_name,
+        repo_id=cfg.publish.repo_id,
+        license=resolve_license(cfg, base),
+        language=list(cfg.card.language),
+        tags=list(dict.fromkeys(cfg.card.tags)),
+        base=base,
+        datasets=datasets,
+        data_totals=_totals(data_report, names),
+        validation_totals=_totals(
+            {k: v for k, v in validation.items() if k != "checks"} if isinstance(validation, dict) else None,
+            names,
+        ),
+        validation_checks=_checks(validation),
+        train_params=flatten(params),
+        train_metrics=flatten(metrics),
+        eval=report,
+        inference=inference,
+        inference_extra=inference_extra,
+        chat_template=read_chat_template(paths.merged),
+        generation_config=read_generation_config(paths.merged),
+        train_manifest=read_train_manifest(paths.merged),
+        lineage=lineage,
+        loss_plot=loss_plot,
+        missing=sorted(missing),
+    )

@@ -1,0 +1,66 @@
+"""Stage `card`: render the model card (card/README.md + card/loss.png) from the run's recorded files.
+
+    logicflow stage card --profile smoke
+
+Reads reports/eval.json (required: no eval report, no benchmark claims, no card), reports/inference.json,
+reports/train/{params,metrics,mlflow_run}.json and loss.png, reports/data.json,
+reports/validation/summary.json, models/base (manifest), models/merged (chat template) and the digest of
+dvc.lock's earlier stages. The same inputs give a byte-identical card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from dataclasses import dataclass
+
+from logicflow.atomic import atomic_dir
+from logicflow.config import Config
+from logicflow.paths import Paths
+from logicflow.publishing.card import render_card, validate_card
+from logicflow.publishing.card_data import collect
+
+logger = logging.getLogger(__name__)
+
+CARD_FILE = "README.md"
+LOSS_PLOT = "loss.png"
+
+
+@dataclass(frozen=True)
+class CardResult:
+    path: str
+    sha256: str
+    license: str
+    eval_results: int  # model-index entries (measured tuned scores)
+    not_run: int
+    gate_passed: bool
+    missing_inputs: list[str]
+
+
+def run(cfg: Config, paths: Paths) -> CardResult:
+    data = collect(cfg, paths)
+    text = render_card(data)
+    card = validate_card(text, data.eval)
+    with atomic_dir(paths.card_dir) as tmp:
+        (tmp / CARD_FILE).write_text(text)
+        if data.loss_plot:
+            shutil.copyfile(data.loss_plot, tmp / LOSS_PLOT)
+    for name in data.missing:
+        logger.warning("card rendered without %s (the card says it was not recorded)", name)
+    result = CardResult(
+        path=str(paths.card_dir / CARD_FILE),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        license=data.license,
+        eval_results=len(card.data.eval_results or []),
+        not_run=len(data.eval.not_run),
+        gate_passed=data.eval.gate.passed,
+        missing_inputs=data.missing,
+    )
+    logger.info(
+        "model card written to %s (%d eval results, sha256 %s)",
+        result.path,
+        result.eval_results,
+        result.sha256[:12],
+    )
+    return result

@@ -1,0 +1,367 @@
+"""A small Hugging Face Hub-compatible HTTP endpoint for the publish tests.
+
+The real Hub cannot be reached from the test machines, so this server stands in for it at the network edge:
+the code under test drives the real `huggingface_hub.HfApi` client over real HTTP, and only the far end is
+ours. It implements the routes huggingface_hub 2.4 calls for what LogicFlow does (read from
+`huggingface_hub/hf_api.py` and `_commit_api.py`):
+
+    POST /api/repos/create                                 create_repo (409 + url when it exists)
+    POST /api/validate-yaml                                README.md front matter check in create_commit
+    POST /api/models/<ns>/<name>/preupload/<rev>           upload modes: always "regular" (no LFS/Xet)
+    POST /api/models/<ns>/<name>/commit/<rev>              NDJSON commit; honours parentCommit (412)
+    GET  /api/models/<ns>/<name>/commits/<rev>             list_repo_commits (newest first)
+    GET  /api/models/<ns>/<name>/tree/<rev>                list_repo_files / list_repo_tree
+    POST /api/models/<ns>/<name>/branch/<branch>           create_branch
+    GET  /api/models/<ns>/<name>[/revision/<rev>]          model_info / repo_info
+
+Repos live in memory as commit chains per branch. Every request needs `Authorization: Bearer <token>`.
+`hub.fail("commit", 503)` makes the next commit request fail; `after_apply=True` records the commit first and
+then answers 503, as when a response is lost after the Hub has done the work.
+
+    with HubServer(token="hf_test") as hub:
+        HfApi(endpoint=hub.url, token="hf_test").create_repo("me/model")
+        assert hub.commits("me/model")[-1].files["README.md"] == b"..."
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import yaml
+
+INITIAL_FILES = {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}
+
+
+@dataclass
+class Commit:
+    oid: str
+    title: str
+    message: str
+    parent: str | None
+    files: dict[str, bytes]  # the full tree after this commit
+    changed: list[str]  # paths added or deleted by this commit
+
+
+@dataclass
+class Repo:
+    repo_id: str
+    private: bool
+    commits: dict[str, Commit] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)  # branch -> head oid
+
+    def history(self, branch: str) -> list[Commit]:
+        """Oldest first."""
+        out, oid = [], self.branches[branch]
+        while oid is not None:
+            out.append(self.commits[oid])
+            oid = self.commits[oid].parent
+        return out[::-1]
+
+
+@dataclass
+class Fault:
+    status: int
+    after_apply: bool = False
+    retry_after: int | None = None
+
+
+class HubServer:
+    def __init__(self, token: str, host: str = "127.0.0.1") -> None:
+        self.token = token
+        self.repos: dict[str, Repo] = {}
+        self.faults: dict[str, list[Fault]] = {}
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status answered)
+        self.lock = threading.Lock()
+        self._seq = 0
+        handler = type("Handler", (_Handler,), {"hub": self})
+        self.httpd = ThreadingHTTPServer((host, 0), handler)
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> HubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ---- test helpers ------------------------------------------------------------------------------------
+    def fail(
+        self,
+        route: str,
+        status: int,
+        *,
+        times: int = 1,
+        after_apply: bool = False,
+        retry_after: int | None = None,
+    ) -> None:
+        self.faults.setdefault(route, []).extend(
+            Fault(status, after_apply, retry_after) for _ in range(times)
+        )
+
+    def commits(self, repo_id: str, branch: str = "main") -> list[Commit]:
+        return self.repos[repo_id].history(branch)
+
+    def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
+        return self.commits(repo_id, branch)[-1].files
+
+    def count(self, method: str, route: str) -> int:
+        return sum(1 for m, p, _ in self.requests if m == method and f"/{route}/" in p + "/")
+
+    # ---- state changes (called under the lock) --------------------------------------------------------
+    def new_commit(
+        self, repo: Repo, branch: str, title: str, message: str, files: dict[str, bytes], changed: list[str]
+    ) -> Commit:
+        self._seq += 1
+        parent = repo.branches.get(branch)
+        oid = hashlib.sha1(f"{repo.repo_id}:{self._seq}:{title}:{parent}".encode()).hexdigest()
+        commit = Commit(oid, title, message, parent, files, changed)
+        repo.commits[oid] = commit
+        repo.branches[branch] = oid
+        return commit
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: HubServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.hub.requests.append((self.command, urlsplit(self.path).path, status))
+
+    def _error(self, status: int, message: str, code: str | None = None, fault: Fault | None = None) -> None:
+        headers = {"X-Error-Message": message}
+        if code:
+            headers["X-Error-Code"] = code
+        if fault is not None and fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+        self._send(status, {"error": message}, headers)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _fault(self, route: str) -> Fault | None:
+        queue = self.hub.faults.get(route)
+        return queue.pop(0) if queue else None
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.hub.token}":
+            return True
+        self._error(401, "Invalid credentials in Authorization header")
+        return False
+
+    def _route(self) -> tuple[str, str | None, str | None, list[str], dict[str, list[str]]]:
+        """-> (kind, repo_id, op, rest, query) for /api/models/<ns>/<name>/<op>/<rest...>."""
+        url = urlsplit(self.path)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        query = parse_qs(url.query)
+        if parts[:2] == ["api", "models"] and len(parts) >= 4:
+            return "model", f"{parts[2]}/{parts[3]}", (parts[4] if len(parts) > 4 else None), parts[5:], query
+        return "/".join(parts), None, None, [], query
+
+    def _repo(self, repo_id: str) -> Repo | None:
+        repo = self.hub.repos.get(repo_id)
+        if repo is None:
+            self._error(404, "Repository not found", "RepoNotFound")
+        return repo
+
+    def _branch(self, repo: Repo, rev: str) -> str | None:
+        if rev in repo.branches:
+            return rev
+        if rev in repo.commits:
+            return rev
+        self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        return None
+
+    # ---- verbs -------------------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        if not self._authorized():
+            return
+        kind, repo_id, op, rest, query = self._route()
+        if kind != "model" or repo_id is None:
+            return self._error(404, f"no route {self.path}")
+        with self.hub.lock:
+            fault = self._fault(op or "info")
+            if fault:
+                return self._error(fault.status, "injected failure", fault=fault)
+            repo = self._repo(repo_id)
+            if repo is None:
+                return None
+            rev = "/".join(rest) if rest else "main"
+            if op in (None, "revision"):
+                ref = self._branch(repo, rev)
+                if ref is None:
+                    return None
+                head = repo.commits.get(repo.branches.get(ref, ref))
+                return self._send(
+                    200,
+                    {
+                        "id": repo_id,
+                        "sha": head.oid,
+                        "private": repo.private,
+                        "siblings": [{"rfilename": p} for p in sorted(head.files)],
+                    },
+                )
+            if op == "commits":
+                ref = self._branch(repo, rev)
+                if ref is None:
+                    return None
+                history = repo.history(ref) if ref in repo.branches else [repo.commits[ref]]
+                return self._send(
+                    200,
+                    [
+                        {
+                            "id": c.oid,
+                            "title": c.title,
+                            "message": c.message,
+                            "authors": [{"user": "logicflow-test"}],
+                            "date": "2026-01-01T00:00:00.000Z",
+                        }
+                        for c in reversed(history)
+                    ],
+                )
+            if op == "tree":
+                ref = self._branch(repo, rev)
+                if ref is None:
+                    return None
+                files = repo.commits[repo.branches.get(ref, ref)].files
+                entries = [
+                    {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                    for p, b in sorted(files.items())
+                ]
+                folders = sorted({p.rsplit("/", 1)[0] for p in files if "/" in p})
+                entries += [{"type": "directory", "path": d, "oid": "0" * 40} for d in folders]
+                return self._send(200, entries)
+        return self._error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        body = self._body()
+        if not self._authorized():
+            return
+        kind, repo_id, op, rest, _ = self._route()
+        with self.hub.lock:
+            if kind == "api/repos/create":
+                return self._create(json.loads(body))
+            if kind == "api/validate-yaml":
+                return self._validate(json.loads(body))
+            if kind != "model" or repo_id is None:
+                return self._error(404, f"no route {self.path}")
+            fault = self._fault(op or "")
+            if fault and not fault.after_apply:
+                return self._error(fault.status, "injected failure", fault=fault)
+            repo = self._repo(repo_id)
+            if repo is None:
+                return None
+            rev = "/".join(rest) or "main"
+            if op == "preupload":
+                files = json.loads(body)["files"]
+                return self._send(
+                    200,
+                    {
+                        "files": [
+                            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                        ],
+                        "commitOid": repo.branches.get(rev),
+                    },
+                )
+            if op == "branch":
+                if rev in repo.branches:
+                    return self._error(409, "Reference already exists")
+                repo.branches[rev] = repo.branches["main"]
+                return self._send(200, {})
+            if op == "commit":
+                return self._commit(repo, rev, body, fault)
+        return self._error(404, f"no route {self.path}")
+
+    # ---- handlers ----------------------------------------------------------------------------------------
+    def _create(self, payload: dict[str, Any]) -> None:
+        fault = self._fault("create")
+        if fault:
+            return self._error(fault.status, "injected failure", fault=fault)
+        repo_id = f"{payload.get('organization')}/{payload['name']}"
+        url = f"{self.hub.url}/{repo_id}"
+        if repo_id in self.hub.repos:
+            return self._send(409, {"error": "You already created this model repo", "url": url})
+        repo = Repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
+        self.hub.repos[repo_id] = repo
+        self.hub.new_commit(repo, "main", "initial commit", "", dict(INITIAL_FILES), list(INITIAL_FILES))
+        return self._send(200, {"url": url, "name": repo_id})
+
+    def _validate(self, payload: dict[str, Any]) -> None:
+        fault = self._fault("validate")
+        if fault:
+            return self._error(fault.status, "injected failure", fault=fault)
+        content = payload.get("content", "")
+        errors = []
+        if not content.startswith("---\n"):
+            errors.append({"message": "no YAML front matter"})
+        else:
+            try:
+                meta = yaml.safe_load(content.split("\n---\n", 1)[0][4:])
+                if not isinstance(meta, dict):
+                    errors.append({"message": "front matter is not a mapping"})
+                else:
+                    for entry in meta.get("model-index") or []:
+                        for result in entry.get("results", []):
+                            if not {"task", "dataset", "metrics"} <= set(result):
+                                errors.append({"message": f"model-index result lacks keys: {sorted(result)}"})
+            except yaml.YAMLError as exc:
+                errors.append({"message": f"invalid YAML: {exc}"})
+        return self._send(400 if errors else 200, {"errors": errors, "warnings": []})
+
+    def _commit(self, repo: Repo, rev: str, body: bytes, fault: Fault | None) -> None:
+        if rev not in repo.branches:
+            return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        header = next(line["value"] for line in lines if line["key"] == "header")
+        head = repo.branches[rev]
+        if header.get("parentCommit") and header["parentCommit"] != head:
+            return self._error(412, "A commit has happened since the parent commit; refusing to overwrite")
+        files = dict(repo.commits[head].files)
+        changed = []
+        for line in lines:
+            value = line["value"]
+            if line["key"] == "file":
+                files[value["path"]] = base64.b64decode(value["content"])
+                changed.append(value["path"])
+            elif line["key"] == "deletedFile":
+                files.pop(value["path"], None)
+                changed.append(value["path"])
+            elif line["key"] == "deletedFolder":
+                for path in [p for p in files if p.startswith(value["path"].rstrip("/") + "/")]:
+                    files.pop(path)
+                changed.append(value["path"])
+            elif line["key"] != "header":
+                return self._error(400, f"unsupported commit operation {line['key']!r} (no LFS here)")
+        commit = self.hub.new_commit(
+            repo, rev, header["summary"], header.get("description", ""), files, changed
+        )
+        if fault is not None:  # after_apply: the work is done, the answer is lost
+            return self._error(fault.status, "injected failure after the commit was recorded", fault=fault)
+        return self._send(
+            200,
+            {
+                "commitUrl": f"{self.hub.url}/{repo.repo_id}/commit/{commit.oid}",
+                "commitOid": commit.oid,
+                "success": True,
+            },
+        )

@@ -1,0 +1,194 @@
+"""Hub pushes through the real `huggingface_hub` client over HTTP.
+
+The Hugging Face Hub is not reachable from here, so the far end is `hub_server.HubServer`: a small
+Hub-compatible endpoint started by each test (a real HTTP server in a thread). Only that network edge is
+stood in for; `HfApi`, its request building, NDJSON commits and error mapping are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hub_server import HubServer
+from logicflow.config import load_config
+from logicflow.errors import PublishError
+from logicflow.publishing.hub import FINGERPRINT_PREFIX, HubTarget, RetryPolicy, push_folder
+from logicflow.stages import card, publish
+from publish_fixtures import RUN_ID, shared_models, write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "hf_test_hub_token_abcdef0123456789"
+REPO = "logicflow-test/tiny-thinking"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_models(tmp_path_factory)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    waits: list[float] = []
+    monkeypatch.setattr("logicflow.publishing.hub.RETRY", RetryPolicy(sleep=waits.append))  # no real waiting
+    with HubServer(TOKEN) as server:
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        server.waits = waits
+        yield server
+
+
+def _cfg(*overrides: str):
+    return load_config(
+        ROOT / "params.yaml", "smoke", ["publish.targets=[local, hub]", f"publish.repo_id={REPO}", *overrides]
+    )
+
+
+@pytest.fixture
+def paths(tmp_path: Path, models: Path):
+    paths = write_run(tmp_path / "project", models)
+    card.run(_cfg(), paths)
+    return paths
+
+
+def _published(paths) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(paths.publish_dir)): p.read_bytes()
+        for p in sorted(paths.publish_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _target(hub: HubServer, revision: str = "main", token: str = TOKEN) -> HubTarget:
+    return HubTarget.from_env(
+        SimpleNamespace(repo_id=REPO, private=True, revision=revision),
+        {"HF_TOKEN": token, "HF_ENDPOINT": hub.url},
+    )
+
+
+def test_one_commit_holds_the_published_folder(hub: HubServer, paths) -> None:
+    result = publish.run(_cfg(), paths)
+    assert [(t.target, t.status) for t in result.targets] == [("local", "written"), ("hub", "pushed")]
+    commits = hub.commits(REPO)
+    assert [c.title for c in commits] == [
+        "initial commit",
+        f"Publish LogicFlow-SmolLM2-135M-thinking from MLflow run {RUN_ID}",
+    ]
+    assert f"{FINGERPRINT_PREFIX}{result.fingerprint}" in commits[-1].message
+    files = hub.files(REPO)
+    assert {k: v for k, v in files.items() if k != ".gitattributes"} == _published(paths)
+    assert {
+        "model.safetensors",
+        "README.md",
+        "loss.png",
+        "eval.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "tokenizer.json",
+        "chat_template.jinja",
+    } <= set(files)
+    assert hub.repos[REPO].private
+    assert hub.count("POST", "validate-yaml") == 1  # the card went through the Hub's metadata check
+    # publishing the unchanged model again is a no-op: no commit request at all
+    again = publish.run(_cfg(), paths)
+    assert again.status == "unchanged" and len(hub.commits(REPO)) == 2
+    assert sum(1 for m, p, _ in hub.requests if m == "POST" and p.endswith("/commit/main")) == 1
+
+
+def test_503_then_success_makes_exactly_one_commit(hub: HubServer, paths) -> None:
+    hub.fail("commit", 503)
+    result = publish.run(_cfg(), paths)
+    assert result.targets[1].status == "pushed"
+    assert [status for m, p, status in hub.requests if p.endswith("/commit/main")] == [503, 200]
+    assert len(hub.commits(REPO)) == 2  # initial + exactly one publish
+
+
+def test_commit_that_landed_before_a_lost_response_is_not_repeated(hub: HubServer, paths) -> None:
+    hub.fail("commit", 503, after_apply=True)  # the Hub commits, then the answer is lost
+    result = publish.run(_cfg(), paths)
+    assert result.targets[1].status == "pushed"
+    assert [status for m, p, status in hub.requests if p.endswith("/commit/main")] == [503]
+    assert len(hub.commits(REPO)) == 2
+
+
+def test_rate_limits_and_server_errors_are_retried_with_backoff(hub: HubServer, paths) -> None:
+    hub.fail("create", 429, retry_after=7)
+    hub.fail("commit", 500)
+    hub.fail("commit", 429)
+    result = publish.run(_cfg(), paths)
+    assert result.targets[1].status == "pushed" and len(hub.commits(REPO)) == 2
+    assert hub.waits == [7.0, 4.0, 8.0]  # Retry-After honoured, else exponential from 2 s
+
+
+def test_a_changed_model_is_one_new_commit_that_mirrors_the_folder(hub: HubServer, paths) -> None:
+    publish.run(_cfg(), paths)
+    # the Hub repo picked up a stray file; the next publish must remove it so repo == folder
+    hub.new_commit(hub.repos[REPO], "main", "stray", "", {**hub.files(REPO), "old.bin": b"x"}, ["old.bin"])
+    report = json.loads(paths.eval_json.read_text())
+    report["config"]["seed"] = 99
+    paths.eval_json.write_text(json.dumps(report))
+    card.run(_cfg(), paths)
+    result = publish.run(_cfg(), paths)
+    assert result.targets[1].status == "pushed" and len(hub.commits(REPO)) == 4
+    assert "old.bin" not in hub.files(REPO)
+    assert {k: v for k, v in hub.files(REPO).items() if k != ".gitattributes"} == _published(paths)
+
+
+def test_branch_revision_is_created_and_pushed(hub: HubServer, paths) -> None:
+    result = publish.run(_cfg("publish.revision=candidate"), paths)
+    assert result.targets[1].status == "pushed"
+    assert [c.title for c in hub.commits(REPO, "candidate")][-1].startswith("Publish ")
+    assert len(hub.commits(REPO, "main")) == 1  # main untouched
+
+
+def test_unreachable_endpoint_fails_clearly_after_retries(
+    hub: HubServer, paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    target = HubTarget.from_env(
+        SimpleNamespace(repo_id=REPO, private=True, revision="main"),
+        {"HF_TOKEN": TOKEN, "HF_ENDPOINT": f"http://127.0.0.1:{port}"},
+    )
+    waits: list[float] = []
+    with pytest.raises(PublishError, match=r"unreachable or failing after 3 attempts \(ConnectError") as err:
+        push_folder(
+            target,
+            paths.card_dir,
+            "f" * 64,
+            "msg",
+            retry=RetryPolicy(attempts=3, backoff_s=1.0, sleep=waits.append),
+        )
+    assert waits == [1.0, 2.0]
+    assert "\n" not in str(err.value) and TOKEN not in str(err.value)
+
+
+def test_wrong_token_is_refused_without_retry_or_echo(hub: HubServer, paths) -> None:
+    wrong = "hf_wrong_token_that_must_not_leak"
+    with pytest.raises(PublishError, match="refused the publish") as err:
+        push_folder(_target(hub, token=wrong), paths.card_dir, "f" * 64, "msg")
+    assert wrong not in str(err.value) and TOKEN not in str(err.value)
+    assert "401" in str(err.value) and "HF_TOKEN" in str(err.value)
+    assert hub.count("POST", "create") == 1 and hub.repos == {}  # not retried: a bad token stays bad
+
+
+def test_invalid_card_metadata_is_refused_by_the_hub(hub: HubServer, paths, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\n- not a mapping\n---\nbody\n")
+    with pytest.raises(PublishError, match="Invalid metadata in README.md"):
+        push_folder(_target(hub), folder, "f" * 64, "msg")
+    assert len(hub.commits(REPO)) == 1
+
+
+def test_target_repr_never_shows_the_token(hub: HubServer) -> None:
+    target = _target(hub)
+    assert TOKEN not in repr(target) and TOKEN not in str(target)

@@ -1,0 +1,169 @@
+"""Train-stage pieces without training: resume decisions, hardware fallbacks, Gemma-3 freezing, loss rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from logicflow.config import LoraConfig, ModelConfig, TrainConfig
+from logicflow.errors import TrainingError
+from logicflow.training import checkpoints, plots
+from logicflow.training import trainer as build
+
+CPU = build.Hardware(cuda=False, bf16=False, bitsandbytes=False, flash_attn=False)
+H100 = build.Hardware(cuda=True, bf16=True, bitsandbytes=True, flash_attn=True, name="CUDA H100")
+T4 = build.Hardware(cuda=True, bf16=False, bitsandbytes=False, flash_attn=False, name="CUDA T4")
+
+
+def _checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    if complete:
+        (path / "trainer_state.json").write_text("{}")
+    return path
+
+
+def test_resume_plan_follows_the_fingerprint(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    assert checkpoints.plan(folder, "fp1", resume=False) == checkpoints.ResumePlan(None, None)
+    checkpoints.prepare(folder, "fp1", checkpoints.ResumePlan(None, None))
+    checkpoints.write_state(folder, checkpoints.CheckpointState("fp1", mlflow_run_id="run1"))
+    _checkpoint(folder, 4)
+    eight = _checkpoint(folder, 8)
+    _checkpoint(folder, 12, complete=False)  # killed while saving: ignored
+    assert checkpoints.plan(folder, "fp1", resume=False) == checkpoints.ResumePlan(eight, "run1")
+    assert checkpoints.plan(folder, "fp1", resume=True) == checkpoints.ResumePlan(eight, "run1")
+    # other params / data / code: start over, or refuse when --resume was asked for
+    assert checkpoints.plan(folder, "fp2", resume=False) == checkpoints.ResumePlan(None, None)
+    with pytest.raises(TrainingError, match="come from other params, data or code; run without --resume"):
+        checkpoints.plan(folder, "fp2", resume=True)
+    checkpoints.prepare(folder, "fp2", checkpoints.ResumePlan(None, None))
+    assert not list(folder.glob("checkpoint-*"))
+    assert checkpoints.read_state(folder) == checkpoints.CheckpointState("fp2")
+    # a finished run leaves nothing to resume
+    checkpoints.write_state(folder, checkpoints.CheckpointState("fp2", completed=True))
+    _checkpoint(folder, 4)
+    assert checkpoints.plan(folder, "fp2", resume=True).checkpoint is None
+
+
+def test_fingerprint_covers_params_data_and_base(tmp_path: Path) -> None:
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"rows")
+    base = checkpoints.fingerprint({"train": {"lr": 1}}, "sha", {"train": data})
+    assert base == checkpoints.fingerprint({"train": {"lr": 1}}, "sha", {"train": data})
+    assert base != checkpoints.fingerprint({"train": {"lr": 2}}, "sha", {"train": data})
+    assert base != checkpoints.fingerprint({"train": {"lr": 1}}, "other", {"train": data})
+    data.write_bytes(b"other rows")
+    assert base != checkpoints.fingerprint({"train": {"lr": 1}}, "sha", {"train": data})
+
+
+@pytest.mark.parametrize(
+    ("hw", "asked", "used", "noted"),
+    [
+        (CPU, "auto", "fp32", False),
+        (CPU, "bf16", "fp32", True),
+        (CPU, "fp16", "fp32", True),
+        (H100, "auto", "bf16", False),
+        (T4, "auto", "fp16", False),
+        (T4, "bf16", "fp32", True),
+        (H100, "fp32", "fp32", False),
+    ],
+)
+def test_precision_follows_the_hardware(hw, asked: str, used: str, noted: bool) -> None:
+    plan = build.plan_hardware(TrainConfig(precision=asked), ModelConfig(), hw)
+    assert plan.precision == used
+    assert bool(plan.notes) == noted
+    if noted:
+        assert f"train.precision={asked} needs a CUDA GPU" in plan.notes[0]
+
+
+def test_paged_optimizer_and_qlora_need_cuda_and_bitsandbytes() -> None:
+    train, model = TrainConfig(optimizer="paged_adamw_32bit"), ModelConfig(quantization="4bit")
+    on_cpu = build.plan_hardware(train, model, CPU)
+    assert (on_cpu.optimizer, on_cpu.quantize_4bit) == ("adamw_torch", False)
+    assert any("paged_adamw_32bit needs CUDA and bitsandbytes" in n for n in on_cpu.notes)
+    assert any("model.quantization=4bit (QLoRA) needs CUDA and bitsandbytes" in n for n in on_cpu.notes)
+    on_gpu = build.plan_hardware(train, model, H100)
+    assert (on_gpu.optimizer, on_gpu.quantize_4bit, on_gpu.notes) == ("paged_adamw_32bit", True, [])
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+def test_gemma3_vision_tower_and_projector_stay_frozen() -> None:
+    """The reference recipe: LoRA on the language model only; nothing under the vision tower trains."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, Gemma3Config, Gemma3TextConfig, SiglipVisionConfig
+
+    text = Gemma3TextConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=16,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+    )
+    model = AutoModelForCausalLM.from_config(
+        Gemma3Config(
+            text_config=text,
+            vision_config=vision,
+            mm_tokens_per_image=4,
+            image_token_index=299,
+            boi_token_index=297,
+            eoi_token_index=298,
+        )
+    )
+    model_cfg = ModelConfig(
+        id="google/gemma-3-27b-it", template="gemma", freeze_modules=["vision_tower", "multi_modal_projector"]
+    )
+    assert build.freeze_modules(model, model_cfg.freeze_modules) > 0
+    build.check_target_modules(model, "all-linear", model_cfg.freeze_modules)
+    peft_model = get_peft_model(model, build.build_peft_config(LoraConfig(r=4, alpha=8), model_cfg))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("language_model" in n and "lora_" in n for n in trainable)
+    lora_modules = [n for n, _ in peft_model.named_modules() if n.endswith("lora_A")]
+    assert not [n for n in lora_modules if "vision_tower" in n or "multi_modal_projector" in n]
+    with pytest.raises(TrainingError, match="no_such_proj not found in Gemma3ForConditionalGeneration"):
+        build.check_target_modules(model, ["no_such_proj"], model_cfg.freeze_modules)
+
+
+def test_loss_rows_merge_train_and_eval_and_smooth() -> None:
+    history = [
+        {"loss": 4.0, "step": 1},
+        {"loss": 2.0, "step": 2},
+        {"eval_loss": 3.0, "step": 2},
+        {"train_runtime": 1.0, "step": 2},
+    ]
+    rows = plots.loss_rows(history)
+    assert [(r["step"], r["train_loss"], r["eval_loss"]) for r in rows] == [(1, 4.0, None), (2, 2.0, 3.0)]
+    assert rows[0]["train_loss_smoothed"] == pytest.approx(4.0)  # debiased EMA starts at the first value
+    assert 2.0 < rows[1]["train_loss_smoothed"] < 4.0
+
+
+def test_length_grouped_sampler_groups_steps_but_keeps_a_random_order() -> None:
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.randint(80, 500) for _ in range(203)]
+    sampler = build.LengthGroupedShuffledSampler(lengths, step_rows=4, seed=42)
+    order = list(sampler)
+    assert sorted(order) == list(range(203))  # every row once per epoch
+    assert order == list(sampler)  # deterministic (resume sees the same order)
+    steps = [order[i : i + 4] for i in range(0, 200, 4)]
+    padded = sum(4 * max(lengths[i] for i in s) for s in steps)
+    real = sum(lengths[i] for s in steps for i in s)
+    assert 1 - real / padded < 0.05  # random batches of 4 here waste about 30%
+    firsts = [max(lengths[i] for i in s) for s in steps]
+    assert firsts != sorted(firsts, reverse=True)  # not served longest-first
+    assert len(order[200:]) == 3  # the short step comes last
+    sampler.set_epoch(1)
+    assert list(sampler) != order

@@ -302,13 +302,21 @@ def _trainer_class(group_by_length: bool) -> type:
         return SFTTrainer
 
     class LengthGroupedSFTTrainer(SFTTrainer):
-        """SFTTrainer drawing training batches with `LengthGroupedShuffledSampler`."""
+        """SFTTrainer drawing training batches with `LengthGroupedShuffledSampler`, eval batches by length."""
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = [len(ids) for ids in dataset["input_ids"]]
             step_rows = self.args.per_device_train_batch_size * max(1, self.args.world_size)
             return LengthGroupedShuffledSampler(lengths, step_rows, self.args.data_seed or self.args.seed)
+
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            if self.args.world_size > 1 or "input_ids" not in eval_dataset.column_names:
+                return super()._get_eval_sampler(eval_dataset)
+            lengths = [len(ids) for ids in eval_dataset["input_ids"]]
+            return sorted(
+                range(len(lengths)), key=lengths.__getitem__
+            )  # similar lengths batched: less padding
 
     return LengthGroupedSFTTrainer
 

@@ -1,15 +1,15 @@
 """Train-stage benchmark: our `train` stage vs a plain TRL SFTTrainer script, side by side in one run.
 
-    python benchmarks/bench_train.py                          # SmolLM2-135M, LoRA r 8 all-linear, batch 4, 20 steps
-    python benchmarks/bench_train.py --model logicflow/tiny-random-llama --steps 6    # seconds, a smoke check
-    python benchmarks/bench_train.py --set train.packing=true # the GPU plan below, on a GPU box
+    python benchmarks/bench_train.py                # SmolLM2-135M, LoRA r 8 all-linear, batch 4, 20 steps
+    python benchmarks/bench_train.py --model logicflow/tiny-random-llama --steps 6 --threads 1   # smoke check
+    python benchmarks/bench_train.py --set train.packing=true      # the GPU plan below, on a GPU box
     python benchmarks/bench_train.py --json reports/bench/train.json
 
 Same model, same rows (chat rows of 80–500 tokens, exactly one pass: steps x batch rows), same hyperparameters
 (LoRA r/alpha/dropout, all-linear, lr, cosine, batch, cutoff, fp32 on CPU, assistant-only loss with the same
 chat template), same number of optimizer steps. Each side runs in its own subprocess (a clean peak RSS);
 sides alternate when --repeats > 1. Per side:
-- tokens/s: non-padding tokens of the training batches / the trainer's `train_runtime` (same formula for both);
+- tokens/s: non-padding tokens of the training batches / the trainer's `train_runtime` (one formula, both);
 - peak RSS of the process; padding fraction of the training batches;
 - final train loss, and held-out loss: token-weighted NLL of the trained adapter on held-out rows, computed
   by the same function for both sides, so "equal loss" compares like with like.
@@ -68,9 +68,16 @@ def make_rows(tokenizer: Any, n: int, seed: int, low: int = 80, high: int = 500)
         steps, k = [], 0
         while True:
             k += 1
-            steps.append(f"Step {k}: {a} x {b % (k + 9)} = {a * (b % (k + 9))}; keep it and check the total again.")
-            row = {"id": f"bench-{seed}-{i}", "source": "bench", "thinking": "\n".join(steps), "answer": str(a * b),
-                   "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+            steps.append(
+                f"Step {k}: {a} x {b % (k + 9)} = {a * (b % (k + 9))}; keep it and check the total again."
+            )
+            row = {
+                "id": f"bench-{seed}-{i}",
+                "source": "bench",
+                "thinking": "\n".join(steps),
+                "answer": str(a * b),
+                "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+            }
             if _length(tokenizer, row) >= target or k > 60:
                 break
         rows.append(row)
@@ -127,14 +134,16 @@ def heldout_loss(base_dir: Path, adapter_dir: Path, rows: list[dict[str, Any]]) 
     total, count = 0.0, 0
     with torch.no_grad():
         for row in rows:
-            out = tok.apply_chat_template(_messages(row), tokenize=True, return_dict=True,
-                                          return_assistant_tokens_mask=True)
+            out = tok.apply_chat_template(
+                _messages(row), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            )
             ids = torch.tensor([out["input_ids"]])
             labels = torch.where(torch.tensor([out["assistant_masks"]]) == 1, ids, -100)
             logits = model(input_ids=ids).logits[:, :-1]
             target = labels[:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                                    ignore_index=-100, reduction="sum")
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+            )
             total += float(nll)
             count += int((target != -100).sum())
     return total / count
@@ -156,23 +165,49 @@ def run_plain(ws: Path, hp: dict[str, Any]) -> dict[str, Any]:
     dataset = Dataset.from_list([{"messages": _messages(r)} for r in read_rows(ws, "train")])
     out_dir = ws / "plain"
     args = SFTConfig(
-        output_dir=str(out_dir), max_steps=hp["steps"], per_device_train_batch_size=hp["batch"],
-        learning_rate=hp["lr"], lr_scheduler_type="cosine", warmup_steps=0, max_grad_norm=1.0, weight_decay=0.0,
-        max_length=hp["cutoff"], bf16=False, use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False,
-        assistant_only_loss=True, logging_steps=1, save_strategy="no", report_to="none", seed=42,
-        optim="adamw_torch", disable_tqdm=True,
+        output_dir=str(out_dir),
+        max_steps=hp["steps"],
+        per_device_train_batch_size=hp["batch"],
+        learning_rate=hp["lr"],
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        weight_decay=0.0,
+        max_length=hp["cutoff"],
+        bf16=False,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=False,
+        assistant_only_loss=True,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=42,
+        optim="adamw_torch",
+        disable_tqdm=True,
     )
-    peft = LoraConfig(r=hp["r"], lora_alpha=hp["alpha"], lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft)
+    peft = LoraConfig(
+        r=hp["r"],
+        lora_alpha=hp["alpha"],
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft
+    )
     counter = _Counter(trainer.data_collator)  # instrumentation only: counts real vs padded slots
     trainer.data_collator = counter
     output = trainer.train()
     trainer.save_model(str(out_dir / "adapter"))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return {"train_tokens": counter.real, "train_runtime_s": output.metrics["train_runtime"],
-            "padding_fraction": 1 - counter.real / counter.slots, "final_train_loss": losses[-1],
-            "adapter": str(out_dir / "adapter"), "steps": trainer.state.global_step}
+    return {
+        "train_tokens": counter.real,
+        "train_runtime_s": output.metrics["train_runtime"],
+        "padding_fraction": 1 - counter.real / counter.slots,
+        "final_train_loss": losses[-1],
+        "adapter": str(out_dir / "adapter"),
+        "steps": trainer.state.global_step,
+    }
 
 
 class _Counter:
@@ -195,20 +230,40 @@ def run_ours(ws: Path, hp: dict[str, Any], extra: list[str]) -> dict[str, Any]:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{ws / 'ours-mlflow' / 'mlflow.db'}"
     (ws / "ours-mlflow").mkdir(exist_ok=True)
     paths = Paths.from_root(ws)
-    overrides = [f"model.id={hp['model']}", f"train.max_steps={hp['steps']}", f"train.batch_size={hp['batch']}",
-                 f"train.learning_rate={hp['lr']}", f"train.cutoff_len={hp['cutoff']}", "train.warmup_steps=0",
-                 "train.lr_scheduler=cosine", "train.grad_accum=1", "train.precision=auto",
-                 f"train.save_steps={hp['steps'] + 1}", f"train.eval_steps={hp['steps'] + 1}",
-                 "train.gradient_checkpointing=false", f"lora.r={hp['r']}", f"lora.alpha={hp['alpha']}",
-                 "lora.dropout=0.0", "lora.target_modules=all-linear", "tracking.experiment=bench-train", *extra]
+    overrides = [
+        f"model.id={hp['model']}",
+        f"train.max_steps={hp['steps']}",
+        f"train.batch_size={hp['batch']}",
+        f"train.learning_rate={hp['lr']}",
+        f"train.cutoff_len={hp['cutoff']}",
+        "train.warmup_steps=0",
+        "train.lr_scheduler=cosine",
+        "train.grad_accum=1",
+        "train.precision=auto",
+        f"train.save_steps={hp['steps'] + 1}",
+        f"train.eval_steps={hp['steps'] + 1}",
+        "train.gradient_checkpointing=false",
+        f"lora.r={hp['r']}",
+        f"lora.alpha={hp['alpha']}",
+        "lora.dropout=0.0",
+        "lora.target_modules=all-linear",
+        "tracking.experiment=bench-train",
+        *extra,
+    ]
     cfg = load_config(paths.params, profile="cpu", overrides=overrides)
     started = time.perf_counter()
     result = run(cfg, paths)
     metrics = json.loads((paths.train_reports / "metrics.json").read_text())
-    return {"train_tokens": metrics["train_tokens"], "train_runtime_s": metrics["train_runtime_s"],
-            "padding_fraction": metrics["padding_fraction"], "final_train_loss": metrics["train_loss"],
-            "adapter": str(paths.adapter), "steps": result.global_step,
-            "stage_wall_s": round(time.perf_counter() - started, 1), "stage_tokens_per_s": metrics["tokens_per_s"]}
+    return {
+        "train_tokens": metrics["train_tokens"],
+        "train_runtime_s": metrics["train_runtime_s"],
+        "padding_fraction": metrics["padding_fraction"],
+        "final_train_loss": metrics["train_loss"],
+        "adapter": str(paths.adapter),
+        "steps": result.global_step,
+        "stage_wall_s": round(time.perf_counter() - started, 1),
+        "stage_tokens_per_s": metrics["tokens_per_s"],
+    }
 
 
 def side(name: str, ws: Path, hp: dict[str, Any], extra: list[str]) -> dict[str, Any]:
@@ -221,8 +276,9 @@ def side(name: str, ws: Path, hp: dict[str, Any], extra: list[str]) -> dict[str,
     result = run_plain(ws, hp) if name == "plain" else run_ours(ws, hp, extra)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["tokens_per_s"] = round(result["train_tokens"] / result["train_runtime_s"], 1)
-    result["heldout_loss"] = round(heldout_loss(ws / "models" / "base", Path(result["adapter"]),
-                                                read_rows(ws, "validation")), 4)
+    result["heldout_loss"] = round(
+        heldout_loss(ws / "models" / "base", Path(result["adapter"]), read_rows(ws, "validation")), 4
+    )
     result["load_avg"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     result["threads"] = torch.get_num_threads()
     return result
@@ -262,8 +318,16 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, list[dict[str, Any]]] = {"plain": [], "ours": []}
         for _ in range(args.repeats):
             for name in ("plain", "ours"):
-                cmd = [sys.executable, __file__, "--side", name, "--workspace", str(ws),
-                       *[f"--{k}={v}" for k, v in hp.items()], *[f"--set={s}" for s in args.set]]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    name,
+                    "--workspace",
+                    str(ws),
+                    *[f"--{k}={v}" for k, v in hp.items()],
+                    *[f"--set={s}" for s in args.set],
+                ]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
                 if done.returncode != 0 or line is None:
@@ -279,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summarize(hp: dict[str, Any], extra: list[str], results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summarize(
+    hp: dict[str, Any], extra: list[str], results: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
     def best(name: str) -> dict[str, Any]:  # the fastest repeat: least disturbed by other load
         return max(results[name], key=lambda r: r["tokens_per_s"])
 
@@ -291,7 +357,9 @@ def summarize(hp: dict[str, Any], extra: list[str], results: dict[str, list[dict
         "ours": ours,
         "all_runs": results,
         "speedup_tokens_per_s": round(ours["tokens_per_s"] / plain["tokens_per_s"], 3),
-        "heldout_loss_rel_diff": round(abs(ours["heldout_loss"] - plain["heldout_loss"]) / plain["heldout_loss"], 4),
+        "heldout_loss_rel_diff": round(
+            abs(ours["heldout_loss"] - plain["heldout_loss"]) / plain["heldout_loss"], 4
+        ),
         "rows": hp["steps"] * hp["batch"],
     }
 

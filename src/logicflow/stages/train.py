@@ -19,6 +19,7 @@ import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from logicflow.atomic import atomic_dir, write_json
@@ -53,30 +54,14 @@ def run(cfg: Config, paths: Paths, resume: bool = False) -> TrainResult:
     started = time.perf_counter()
     from accelerate import PartialState
 
-    from logicflow.model import load_tokenizer, resolve
-    from logicflow.tracking import NullTracker, open_run
+    from logicflow.tracking import NullTracker, open_run, write_run_file
 
     hw = build.Hardware.detect()
     state = PartialState(cpu=not hw.cuda)  # joins the process group under torchrun / accelerate launch
     main = state.is_main_process
 
-    # --- cheap guards, before anything slow
-    splits = data.load_splits(paths, cfg.train.max_samples)
-    with state.main_process_first():
-        base = resolve(cfg.model, paths)
-    tokenizer = load_tokenizer(paths.base_model, template=cfg.model.template)
-    stats = {
-        split: data.token_stats(tokenizer, rows, cfg.train.cutoff_len, cfg.train.train_on_thinking)
-        for split, rows in splits.rows.items()
-        if rows
-    }
-    for split, split_stats in stats.items():
-        data.check_cutoff(split_stats, cfg.train.cutoff_len, split)
-    data.check_enough_rows(
-        len(splits.rows["train"]), cfg.train.batch_size, cfg.train.grad_accum, state.num_processes
-    )
+    splits, base, tokenizer, stats = _inputs_and_guards(cfg, paths, state.num_processes, state)
     plan = build.plan_hardware(cfg.train, cfg.model, hw)
-
     sections = {
         "train": cfg.train.model_dump(),
         "lora": cfg.lora.model_dump(),
@@ -91,114 +76,151 @@ def run(cfg: Config, paths: Paths, resume: bool = False) -> TrainResult:
     tracking = (
         open_run(cfg, paths, run_name=f"train-{cfg.profile}", resume_run_id=start.mlflow_run_id)
         if main
-        else nullcontext(NullTracker())
+        else nullcontext(NullTracker())  # one MLflow run: only the main process logs
     )
     with tracking as tracker:
-        if main and tracker.info:
+        run_id = tracker.info.run_id if tracker.info else None
+        if main:
             checkpoints.write_state(
-                paths.checkpoints,
-                checkpoints.CheckpointState(fingerprint, completed=False, mlflow_run_id=tracker.info.run_id),
+                paths.checkpoints, checkpoints.CheckpointState(fingerprint, False, run_id)
             )
         _log_inputs(tracker, cfg, paths, splits, base, stats)
 
-        # --- model, trainer
-        model = build.load_model(paths.base_model, plan, hw)
-        build.freeze_modules(model, cfg.model.freeze_modules)
-        if cfg.lora.method == "lora":
-            build.check_target_modules(model, cfg.lora.target_modules, cfg.model.freeze_modules)
-        validation = splits.rows["validation"]
-        args = build.build_sft_config(cfg, paths.checkpoints, plan, hw, has_eval=bool(validation))
-        throughput, guard = Throughput(), NanGuard()  # order: tokens/s first, then the guard, then MLflow
-        trainer = build.build_trainer(
-            model,
-            tokenizer,
-            args,
-            data.to_dataset(splits.rows["train"], cfg.train.train_on_thinking),
-            data.to_dataset(validation, cfg.train.train_on_thinking) if validation else None,
-            build.build_peft_config(cfg.lora, cfg.model),
-            [throughput, guard, MlflowMetrics(tracker), QuietProgress()],
+        # --- train (every process)
+        trainer, throughput, guard, padding = _build_trainer(
+            cfg, paths, splits, tokenizer, plan, hw, tracker, state.num_processes
         )
-        throughput.trainer = trainer
-        padding = PaddingCounter(trainer.data_collator, trainer.model)
-        trainer.data_collator = padding
-        data.check_enough_rows(
-            len(trainer.train_dataset), cfg.train.batch_size, cfg.train.grad_accum, state.num_processes
-        )
-
-        # --- train
         output = trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
         if guard.bad_step is not None:
-            last = checkpoints.last_checkpoint(paths.checkpoints)
             raise TrainingError(
-                f"training stopped at step {guard.bad_step}: {guard.bad_value} is not finite; "
-                f"last good checkpoint: "
-                f"{last or 'none'}; lower train.learning_rate or check the data, then run again"
+                f"training stopped at step {guard.bad_step}: {guard.bad_value} is not finite; last good "
+                f"checkpoint: {checkpoints.last_checkpoint(paths.checkpoints) or 'none'}; lower "
+                "train.learning_rate or check the data, then run again"
             )
-        eval_loss = _final_eval(trainer) if validation else None
-
-        result_extra = {
-            "padding_fraction": padding.padding_fraction,
-            "train_runtime_s": output.metrics.get("train_runtime", 0.0),
-            "resumed_from_step": _step(start.checkpoint),
-        }
-        # every process takes part (FSDP gathers the full state dict); only the main one writes
+        eval_loss = _final_eval(trainer) if splits.rows["validation"] else None
+        # collective (FSDP gathers the full state dict); only the main process writes
         staging = paths.checkpoints / "final"
         trainer.save_model(str(staging))
         if not main:
             return _result(trainer, None, throughput, eval_loss, started, start, paths)
 
         # --- outputs (main process), each atomic; adapter + merged are committed only if the merge checks out
-        manifest = {
-            "method": cfg.lora.method,
-            "base_model": base.id,
-            "base_revision": base.revision,
-            "base_sha256": base.sha256,
-            "template": cfg.model.template,
+        check = _write_models(cfg, paths, staging, tokenizer, base, plan, hw, splits)
+        extra = {
+            "padding_fraction": padding.padding_fraction,
+            "resumed_from_step": _step(start.checkpoint),
+            "train_runtime_s": output.metrics.get("train_runtime", 0.0),
         }
-        merged_dtype = build.TORCH_DTYPES[
-            plan.precision if cfg.train.precision == "auto" else cfg.train.precision
-        ]
-        prompts = [
-            [m for m in row["messages"] if m["role"] != "assistant"]
-            for row in (validation or splits.rows["train"])[:CHECK_PROMPTS]
-        ]
-        with atomic_dir(paths.adapter) as adapter_tmp:
-            merge.write_adapter(staging, tokenizer, adapter_tmp, manifest)
-            with atomic_dir(paths.merged) as merged_tmp:
-                if cfg.lora.method == "lora":
-                    check = merge.write_merged(
-                        paths.base_model,
-                        adapter_tmp,
-                        merged_tmp,
-                        tokenizer,
-                        merged_dtype,
-                        prompts,
-                        manifest,
-                        check_dtype="float32" if not hw.cuda else build.TORCH_DTYPES[plan.precision],
-                        device="cuda" if hw.cuda else "cpu",
-                    )
-                elif cfg.lora.method == "full":
-                    check = merge.write_full(staging, tokenizer, merged_tmp, merged_dtype, manifest)
-                else:
-                    check = merge.write_unmergeable(
-                        paths.base_model, merged_tmp, tokenizer, merged_dtype, manifest
-                    )
         metrics = _write_reports(
-            cfg, paths, trainer, plan, stats, throughput, eval_loss, base.sha256, check, started, result_extra
+            cfg, paths, trainer, plan, stats, throughput, eval_loss, base.sha256, check, started, extra
         )
         _log_outputs(tracker, paths, metrics)
         if tracker.info:
-            from logicflow.tracking import write_run_file
-
             write_run_file(paths, tracker.info)
         shutil.rmtree(staging, ignore_errors=True)
-        checkpoints.write_state(
-            paths.checkpoints,
-            checkpoints.CheckpointState(
-                fingerprint, completed=True, mlflow_run_id=tracker.info.run_id if tracker.info else None
-            ),
-        )
+        checkpoints.write_state(paths.checkpoints, checkpoints.CheckpointState(fingerprint, True, run_id))
         return _result(trainer, tracker.info, throughput, eval_loss, started, start, paths)
+
+
+# ----------------------------------------------------------------------------------------- phases
+
+
+def _inputs_and_guards(
+    cfg: Config, paths: Paths, processes: int, state: Any
+) -> tuple[data.Splits, Any, Any, dict[str, data.TokenStats]]:
+    """Rows, base model and tokenizer, token statistics; the data guards, all before anything slow."""
+    from logicflow.model import load_tokenizer, resolve
+
+    splits = data.load_splits(paths, cfg.train.max_samples)
+    with state.main_process_first():
+        base = resolve(cfg.model, paths)
+    tokenizer = load_tokenizer(paths.base_model, template=cfg.model.template)
+    train = cfg.train
+    stats = {
+        split: data.token_stats(tokenizer, rows, train.cutoff_len, train.train_on_thinking)
+        for split, rows in splits.rows.items()
+        if rows
+    }
+    for split, split_stats in stats.items():
+        data.check_cutoff(split_stats, train.cutoff_len, split)
+    data.check_enough_rows(len(splits.rows["train"]), train.batch_size, train.grad_accum, processes)
+    return splits, base, tokenizer, stats
+
+
+def _build_trainer(
+    cfg: Config,
+    paths: Paths,
+    splits: data.Splits,
+    tokenizer: Any,
+    plan: build.Plan,
+    hw: build.Hardware,
+    tracker: Any,
+    processes: int,
+) -> tuple[Any, Throughput, NanGuard, Any]:
+    """Model (frozen modules, checked targets), datasets, callbacks and the SFTTrainer."""
+    model = build.load_model(paths.base_model, plan, hw)
+    build.freeze_modules(model, cfg.model.freeze_modules)
+    if cfg.lora.method == "lora":
+        build.check_target_modules(model, cfg.lora.target_modules, cfg.model.freeze_modules)
+    validation = splits.rows["validation"]
+    args = build.build_sft_config(cfg, paths.checkpoints, plan, hw, has_eval=bool(validation))
+    throughput, guard = Throughput(), NanGuard()  # order: tokens/s first, then the guard, then MLflow
+    trainer = build.build_trainer(
+        model,
+        tokenizer,
+        args,
+        data.to_dataset(splits.rows["train"], cfg.train.train_on_thinking),
+        data.to_dataset(validation, cfg.train.train_on_thinking) if validation else None,
+        build.build_peft_config(cfg.lora, cfg.model),
+        [throughput, guard, MlflowMetrics(tracker), QuietProgress()],
+    )
+    throughput.trainer = trainer
+    padding = PaddingCounter(trainer.data_collator, trainer.model)
+    trainer.data_collator = padding
+    # TRL drops rows left without labels; the cutoff guard makes that impossible, this re-checks the count
+    data.check_enough_rows(len(trainer.train_dataset), cfg.train.batch_size, cfg.train.grad_accum, processes)
+    return trainer, throughput, guard, padding
+
+
+def _write_models(
+    cfg: Config,
+    paths: Paths,
+    staging: Path,
+    tokenizer: Any,
+    base: Any,
+    plan: build.Plan,
+    hw: build.Hardware,
+    splits: data.Splits,
+) -> merge.MergeCheck:
+    """models/adapter and models/merged, committed together once the merge check passed."""
+    manifest = {
+        "method": cfg.lora.method,
+        "base_model": base.id,
+        "base_revision": base.revision,
+        "base_sha256": base.sha256,
+        "template": cfg.model.template,
+    }
+    dtype = build.TORCH_DTYPES[plan.precision if cfg.train.precision == "auto" else cfg.train.precision]
+    rows = (splits.rows["validation"] or splits.rows["train"])[:CHECK_PROMPTS]
+    prompts = [[m for m in row["messages"] if m["role"] != "assistant"] for row in rows]
+    with atomic_dir(paths.adapter) as adapter_tmp:
+        merge.write_adapter(staging, tokenizer, adapter_tmp, manifest)
+        with atomic_dir(paths.merged) as merged_tmp:
+            if cfg.lora.method == "lora":
+                return merge.write_merged(
+                    paths.base_model,
+                    adapter_tmp,
+                    merged_tmp,
+                    tokenizer,
+                    dtype,
+                    prompts,
+                    manifest,
+                    check_dtype=build.TORCH_DTYPES[plan.precision] if hw.cuda else "float32",
+                    device="cuda" if hw.cuda else "cpu",
+                )
+            if cfg.lora.method == "full":
+                return merge.write_full(staging, tokenizer, merged_tmp, dtype, manifest)
+            return merge.write_unmergeable(paths.base_model, merged_tmp, tokenizer, dtype, manifest)
 
 
 # ----------------------------------------------------------------------------------------- helpers

@@ -213,51 +213,55 @@ def build_peft_config(lora: Any, model_cfg: Any) -> Any:
 
 
 def build_sft_config(cfg: Any, output_dir: Path, plan: Plan, hw: Hardware, has_eval: bool) -> Any:
+    import warnings
+
     from trl import SFTConfig
 
     train = cfg.train
-    return SFTConfig(
-        output_dir=str(output_dir),
-        # schedule
-        num_train_epochs=train.epochs,
-        max_steps=train.max_steps,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=train.warmup_steps,
-        weight_decay=train.weight_decay,
-        max_grad_norm=train.max_grad_norm,
-        optim=plan.optimizer,
-        seed=train.seed,
-        data_seed=train.seed,
-        # batches
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum,
-        max_length=train.cutoff_len,
-        packing=train.packing,
-        packing_strategy="bfd",
-        train_sampling_strategy="random",  # the stage's trainer swaps in LengthGroupedShuffledSampler
-        assistant_only_loss=True,
-        dataloader_num_workers=0,
-        # hardware
-        use_cpu=not hw.cuda,
-        bf16=plan.precision == "bf16",
-        fp16=plan.precision == "fp16",
-        gradient_checkpointing=train.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
-        ddp_find_unused_parameters=False,
-        # checkpoints, eval, logs
-        save_strategy="steps",
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=train.eval_steps,
-        prediction_loss_only=True,
-        logging_steps=train.logging_steps,
-        logging_nan_inf_filter=False,  # NanGuard must see a NaN loss, not the trainer's running average
-        report_to="none",  # MLflow is logged by logicflow.tracking (transformers 5 defaults to none)
-        disable_tqdm=False,  # keep ProgressCallback (not PrinterCallback); swapped for QuietProgress
-    )
+    with warnings.catch_warnings():  # transformers 5 renames gradient_checkpointing; TRL 1.16 still uses it
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+        return SFTConfig(
+            output_dir=str(output_dir),
+            # schedule
+            num_train_epochs=train.epochs,
+            max_steps=train.max_steps,
+            learning_rate=train.learning_rate,
+            lr_scheduler_type=train.lr_scheduler,
+            warmup_steps=train.warmup_steps,
+            weight_decay=train.weight_decay,
+            max_grad_norm=train.max_grad_norm,
+            optim=plan.optimizer,
+            seed=train.seed,
+            data_seed=train.seed,
+            # batches
+            per_device_train_batch_size=train.batch_size,
+            per_device_eval_batch_size=train.batch_size,
+            gradient_accumulation_steps=train.grad_accum,
+            max_length=train.cutoff_len,
+            packing=train.packing,
+            packing_strategy="bfd",
+            train_sampling_strategy="random",  # the stage's trainer swaps in LengthGroupedShuffledSampler
+            assistant_only_loss=True,
+            dataloader_num_workers=0,
+            # hardware
+            use_cpu=not hw.cuda,
+            bf16=plan.precision == "bf16",
+            fp16=plan.precision == "fp16",
+            gradient_checkpointing=train.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
+            ddp_find_unused_parameters=False,
+            # checkpoints, eval, logs
+            save_strategy="steps",
+            save_steps=train.save_steps,
+            save_total_limit=train.save_total_limit,
+            eval_strategy="steps" if has_eval else "no",
+            eval_steps=train.eval_steps,
+            prediction_loss_only=True,
+            logging_steps=train.logging_steps,
+            logging_nan_inf_filter=False,  # NanGuard must see a NaN loss, not the trainer's running average
+            report_to="none",  # MLflow is logged by logicflow.tracking (transformers 5 defaults to none)
+            disable_tqdm=False,  # keep ProgressCallback (not PrinterCallback); swapped for QuietProgress
+        )
 
 
 class LengthGroupedShuffledSampler:

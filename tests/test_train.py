@@ -88,6 +88,7 @@ def test_loss_drops_and_outputs_follow_the_contract(trained) -> None:
     assert params["trainer"]["per_device_train_batch_size"] == 4
     assert params["trainer"]["assistant_only_loss"] is True
     assert params["trainer"]["world_size"] == 1
+    assert params["trainer"]["compact_lm_head"] is True  # CPU: the loss path that scores label positions only
     assert params["peft"]["r"] == 8 and params["peft"]["lora_alpha"] == 16
     targets = {name.rsplit(".", 1)[-1] for name in params["peft"]["target_modules"]}  # all-linear, resolved
     assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

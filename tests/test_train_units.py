@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from logicflow.config import LoraConfig, ModelConfig, TrainConfig
 from logicflow.errors import TrainingError
@@ -12,6 +13,7 @@ from logicflow.training import checkpoints, plots
 from logicflow.training import trainer as build
 
 CPU = build.Hardware(cuda=False, bf16=False, bitsandbytes=False, flash_attn=False)
+CPU_BF16 = build.Hardware(cuda=False, bf16=True, bitsandbytes=False, flash_attn=False, name="CPU with native bf16")
 H100 = build.Hardware(cuda=True, bf16=True, bitsandbytes=True, flash_attn=True, name="CUDA H100")
 T4 = build.Hardware(cuda=True, bf16=False, bitsandbytes=False, flash_attn=False, name="CUDA T4")
 
@@ -63,6 +65,9 @@ def test_fingerprint_covers_params_data_and_base(tmp_path: Path) -> None:
     [
         (CPU, "auto", "fp32", False),
         (CPU, "bf16", "fp32", True),
+        (CPU_BF16, "auto", "bf16", False),
+        (CPU_BF16, "bf16", "bf16", False),
+        (CPU_BF16, "fp16", "fp32", True),
         (CPU, "fp16", "fp32", True),
         (H100, "auto", "bf16", False),
         (T4, "auto", "fp16", False),
@@ -75,7 +80,9 @@ def test_precision_follows_the_hardware(hw, asked: str, used: str, noted: bool) 
     assert plan.precision == used
     assert bool(plan.notes) == noted
     if noted:
-        assert f"train.precision={asked} needs a CUDA GPU" in plan.notes[0]
+        assert f"train.precision={asked} needs " in plan.notes[0]
+    # weights stay fp32 under CPU autocast; a GPU loads them in the compute precision
+    assert plan.weights_dtype == (build.TORCH_DTYPES[used] if hw.cuda else "float32")
 
 
 def test_paged_optimizer_and_qlora_need_cuda_and_bitsandbytes() -> None:
@@ -167,3 +174,45 @@ def test_length_grouped_sampler_groups_steps_but_keeps_a_random_order() -> None:
     assert len(order[200:]) == 3  # the short step comes last
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+def test_compact_head_matches_trl_fused_head_in_loss_and_gradients() -> None:
+    """The CPU loss path scores label positions only, yet equals TRL's fused head (which scores them all)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from logicflow.training import compact_head
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    base = LlamaForCausalLM(cfg)
+    add_fused_lm_head(base, outputs=("entropy", "is_top1"))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    assert compact_head.install(model, torch.device("cpu"))
+    ids = torch.randint(0, 97, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0  # a padded row
+    labels = torch.where(mask.bool(), ids, -100)
+    labels[:, :5] = -100  # the prompt
+    lora = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(**flag: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, **flag)
+        if "compact_lm_head" in flag:
+            nll = -out.logits.log_softmax(-1).gather(-1, out.targets.unsqueeze(-1))
+            loss = nll.sum() / out.targets.numel()
+        else:
+            loss = out.loss
+        grads = torch.autograd.grad(loss, lora)
+        return loss.detach(), grads
+
+    fused_loss, fused_grads = loss_and_grads(fused_lm_head=True)
+    compact_loss, compact_grads = loss_and_grads(compact_lm_head=True)
+    assert torch.allclose(compact_loss, fused_loss, atol=1e-5)
+    for a, b in zip(compact_grads, fused_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    # without the flag the model is what it was: full logits for generation
+    assert model(input_ids=ids).logits.shape == (3, 12, 97)

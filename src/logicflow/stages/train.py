@@ -200,7 +200,7 @@ def _write_models(
         "base_sha256": base.sha256,
         "template": cfg.model.template,
     }
-    dtype = build.TORCH_DTYPES[plan.precision if cfg.train.precision == "auto" else cfg.train.precision]
+    dtype = plan.weights_dtype if cfg.train.precision == "auto" else build.TORCH_DTYPES[cfg.train.precision]
     rows = (splits.rows["validation"] or splits.rows["train"])[:CHECK_PROMPTS]
     prompts = [[m for m in row["messages"] if m["role"] != "assistant"] for row in rows]
     with atomic_dir(paths.adapter) as adapter_tmp:
@@ -215,7 +215,7 @@ def _write_models(
                     dtype,
                     prompts,
                     manifest,
-                    check_dtype=build.TORCH_DTYPES[plan.precision] if hw.cuda else "float32",
+                    check_dtype=plan.weights_dtype,
                     device="cuda" if hw.cuda else "cpu",
                 )
             if cfg.lora.method == "full":

@@ -4,14 +4,16 @@ Everything the trainer uses comes from `cfg.train`, `cfg.lora` and `cfg.model`; 
 (bf16/fp16 without a GPU, 4-bit or paged optimizers without CUDA + bitsandbytes) falls back with a logged
 message that is also recorded in `reports/train/params.json` (`hardware_notes`).
 
-Less wasted work (measured in benchmarks/bench_train.py): batches are drawn length-grouped
-(`LengthGroupedShuffledSampler`: random mega-batches of 50 steps, sorted by length, cut into steps whose
-order is shuffled again), which removes most padding without changing the loss or biasing the data order
-(transformers' own `group_by_length` serves each mega-batch longest-first). TRL 1.16's fused LM head already
-skips the logits of unsupervised (prompt) tokens. `train.packing: true` uses TRL's best-fit-decreasing
-packing, padding-free with per-row position_ids (a block-diagonal mask under sdpa, varlen kernels under flash
-attention): the right choice on a GPU with flash attention; on CPU, sdpa still computes the masked
-cross-row attention, so grouping wins there.
+Less wasted work (measured in benchmarks/bench_train.py):
+- batches are drawn length-grouped (`LengthGroupedShuffledSampler`: random mega-batches of 50 steps, sorted by
+  length, cut into steps whose order is shuffled again), which removes most padding without biasing the data
+  order (transformers' own `group_by_length` serves each mega-batch longest-first);
+- the LM head sees only supervised positions (`compact_head`): TRL's fused head does that only on Triton
+  devices and scores every position in fp32 elsewhere;
+- on a CPU with native bf16 (AVX512-BF16/AMX) `precision: auto` trains in bf16 autocast over fp32 weights.
+`train.packing: true` uses TRL's best-fit-decreasing packing, padding-free with per-row position_ids (a
+block-diagonal mask under sdpa, varlen kernels under flash attention): the right choice on a GPU with flash
+attention; on CPU, sdpa still computes the masked cross-row attention, so grouping wins there.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ NEEDS_BNB = {"paged_adamw_32bit", "adamw_8bit"}
 @dataclass(frozen=True)
 class Hardware:
     cuda: bool
-    bf16: bool  # a CUDA device with bf16 support
+    bf16: bool  # native bf16 math: a CUDA device with bf16, or a CPU with AVX512-BF16 / AMX
     bitsandbytes: bool
     flash_attn: bool
     name: str = "CPU only"
@@ -45,23 +47,41 @@ class Hardware:
         import torch
 
         cuda = torch.cuda.is_available()
+        cpu_bf16 = not cuda and _cpu_has_native_bf16()
         return cls(
             cuda=cuda,
-            bf16=cuda and torch.cuda.is_bf16_supported(),
+            bf16=torch.cuda.is_bf16_supported() if cuda else cpu_bf16,
             bitsandbytes=cuda and importlib.util.find_spec("bitsandbytes") is not None,
             flash_attn=cuda and importlib.util.find_spec("flash_attn") is not None,
-            name=f"CUDA {torch.cuda.get_device_name(0)}" if cuda else "CPU only",
+            name=f"CUDA {torch.cuda.get_device_name(0)}"
+            if cuda
+            else f"CPU{' with native bf16' if cpu_bf16 else ' only'}",
         )
+
+
+def _cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in this CPU's flags (Linux): bf16 matmuls then run ~2x fp32 here."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 @dataclass
 class Plan:
     """What this hardware will actually run, and why it differs from what was asked."""
 
-    precision: str
+    precision: str  # the compute precision: bf16/fp16 run as mixed precision (autocast)
     optimizer: str
     quantize_4bit: bool
     notes: list[str] = field(default_factory=list)
+    cuda: bool = False
+
+    @property
+    def weights_dtype(self) -> str:
+        """The base weights' dtype: half precision on a GPU; fp32 master weights under CPU autocast."""
+        return TORCH_DTYPES[self.precision] if self.cuda else "float32"
 
 
 def plan_hardware(train: Any, model_cfg: Any, hw: Hardware) -> Plan:
@@ -72,7 +92,8 @@ def plan_hardware(train: Any, model_cfg: Any, hw: Hardware) -> Plan:
     elif asked == "bf16" and not hw.bf16:
         precision = "fp32"
         notes.append(
-            f"train.precision=bf16 needs a CUDA GPU with bf16 support ({hw.name} here): training in fp32"
+            f"train.precision=bf16 needs native bf16 (a CUDA GPU with bf16, or a CPU with AVX512-BF16/AMX; "
+            f"{hw.name} here): training in fp32"
         )
     elif asked == "fp16" and not hw.cuda:
         precision = "fp32"
@@ -95,7 +116,7 @@ def plan_hardware(train: Any, model_cfg: Any, hw: Hardware) -> Plan:
         quantize = False
     for note in notes:
         logger.warning(note)
-    return Plan(precision, optimizer, quantize, notes)
+    return Plan(precision, optimizer, quantize, notes, cuda=hw.cuda)
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -108,7 +129,7 @@ def load_model(base_dir: Path, plan: Plan, hw: Hardware) -> Any:
 
     from logicflow.model import load_causal_lm
 
-    dtype = TORCH_DTYPES[plan.precision]
+    dtype = plan.weights_dtype
     if plan.quantize_4bit:
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
@@ -299,30 +320,40 @@ class LengthGroupedShuffledSampler:
         return iter([i for step in shuffled + short for i in step])
 
 
-def _trainer_class(group_by_length: bool) -> type:
+def _trainer_class() -> type:
     from trl import SFTTrainer
 
-    if not group_by_length:
-        return SFTTrainer
+    from logicflow.training.compact_head import CompactHeadLoss
 
-    class LengthGroupedSFTTrainer(SFTTrainer):
-        """SFTTrainer drawing training batches with `LengthGroupedShuffledSampler`, eval batches by length."""
+    class LogicFlowSFTTrainer(CompactHeadLoss, SFTTrainer):
+        """SFTTrainer with the compact LM-head loss where it pays, and length-grouped batches unless packing.
+
+        Training batches come from `LengthGroupedShuffledSampler`, eval batches are sorted by length.
+        """
+
+        group_by_length = True
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            if not self.group_by_length:
+                return super()._get_train_sampler(train_dataset)
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = [len(ids) for ids in dataset["input_ids"]]
             step_rows = self.args.per_device_train_batch_size * max(1, self.args.world_size)
             return LengthGroupedShuffledSampler(lengths, step_rows, self.args.data_seed or self.args.seed)
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-            if self.args.world_size > 1 or "input_ids" not in eval_dataset.column_names:
+            if (
+                not self.group_by_length
+                or self.args.world_size > 1
+                or "input_ids" not in eval_dataset.column_names
+            ):
                 return super()._get_eval_sampler(eval_dataset)
             lengths = [len(ids) for ids in eval_dataset["input_ids"]]
             return sorted(
                 range(len(lengths)), key=lengths.__getitem__
             )  # similar lengths batched: less padding
 
-    return LengthGroupedSFTTrainer
+    return LogicFlowSFTTrainer
 
 
 def build_trainer(
@@ -338,7 +369,10 @@ def build_trainer(
     """The SFTTrainer (length-grouped unless packing, where rows are already packed into full blocks)."""
     from transformers.trainer_callback import ProgressCallback
 
-    cls = _trainer_class(group_by_length and not args.packing)
+    from logicflow.training import compact_head
+
+    cls = _trainer_class()
+    cls.group_by_length = group_by_length and not args.packing
     try:
         trainer = cls(
             model=model,
@@ -352,6 +386,7 @@ def build_trainer(
     except ValueError as exc:  # TRL/PEFT refuse a combination: say it as a training error
         raise TrainingError(f"cannot build the trainer: {exc}") from None
     trainer.remove_callback(ProgressCallback)
+    trainer.compact_head = compact_head.install(trainer.model, args.device)
     return trainer
 
 
@@ -408,6 +443,7 @@ def used_params(trainer: Any, plan: Plan, extra: dict[str, Any]) -> dict[str, An
     )
     out["trainer"]["padding_free"] = bool(getattr(trainer, "padding_free", args.padding_free))
     out["trainer"]["train_sampler"] = type(trainer._get_train_sampler()).__name__
+    out["trainer"]["compact_lm_head"] = trainer.compact_head
     peft_cfg = getattr(trainer.model, "peft_config", {}).get("default")
     out["peft"] = _jsonable(peft_cfg.to_dict()) if peft_cfg is not None else None
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

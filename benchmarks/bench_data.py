@@ -45,9 +45,19 @@ def main() -> None:
         result = data.run(cfg, Paths.from_root(tmp))
         seconds = time.perf_counter() - start
     rows = result.train_rows + result.validation_rows
-    print(json.dumps({"bench": "data", "rows": rows, "seconds": round(seconds, 2),
-                      "rows_per_s": round(rows / seconds), "generate_s": round(generating, 2),
-                      "convert_mix_write_s": round(seconds - generating, 2), "target_s": 60}))
+    print(
+        json.dumps(
+            {
+                "bench": "data",
+                "rows": rows,
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(rows / seconds),
+                "generate_s": round(generating, 2),
+                "convert_mix_write_s": round(seconds - generating, 2),
+                "target_s": 60,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

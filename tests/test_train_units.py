@@ -13,7 +13,9 @@ from logicflow.training import checkpoints, plots
 from logicflow.training import trainer as build
 
 CPU = build.Hardware(cuda=False, bf16=False, bitsandbytes=False, flash_attn=False)
-CPU_BF16 = build.Hardware(cuda=False, bf16=True, bitsandbytes=False, flash_attn=False, name="CPU with native bf16")
+CPU_BF16 = build.Hardware(
+    cuda=False, bf16=True, bitsandbytes=False, flash_attn=False, name="CPU with native bf16"
+)
 H100 = build.Hardware(cuda=True, bf16=True, bitsandbytes=True, flash_attn=True, name="CUDA H100")
 T4 = build.Hardware(cuda=True, bf16=False, bitsandbytes=False, flash_attn=False, name="CUDA T4")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def user_cache_dir() -> Path:
-    """Per-machine cache shared by every clone (converted base models): $LOGICFLOW_CACHE or ~/.cache/logicflow."""
+    """Per-machine cache shared by all clones (converted models): $LOGICFLOW_CACHE or ~/.cache/logicflow."""
     return Path(os.environ.get("LOGICFLOW_CACHE", Path.home() / ".cache" / "logicflow"))
 
 

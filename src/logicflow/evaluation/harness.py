@@ -74,12 +74,15 @@ def pick_threads() -> int:
 
 
 def device_and_dtype() -> tuple[str, str]:
-    """Where the models run: a CUDA GPU in bfloat16 when there is one, else the CPU in float32."""
+    """Where the models run: a CUDA GPU in bfloat16 (float16 without bf16), else the CPU in bfloat16 when it
+    has native bf16 math (AVX512-BF16/AMX), else in float32. Base and tuned model always run alike."""
     import torch
+
+    from logicflow.hardware import cpu_has_native_bf16
 
     if torch.cuda.is_available():
         return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "cpu", "float32"
+    return "cpu", "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
 def _hflm_class() -> type:

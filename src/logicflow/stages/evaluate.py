@@ -192,10 +192,12 @@ def _evaluate_model(
 
 def _cache_key(cfg: Config, model_sha: str, include: Path) -> str:
     """The eval-cache key of a model on this stage's offline tasks and settings (see evaluation.cache)."""
+    from logicflow.evaluation.harness import device_and_dtype
     from logicflow.model import chat_template
 
     ev = cfg.eval
     settings = {
+        "device_dtype": device_and_dtype(),  # greedy outputs differ between fp32 and bf16
         "limit": ev.limit,
         "max_new_tokens": ev.max_new_tokens,
         "batch_size": ev.batch_size,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from logicflow.errors import TrainingError
+from logicflow.hardware import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Hardware:
         import torch
 
         cuda = torch.cuda.is_available()
-        cpu_bf16 = not cuda and _cpu_has_native_bf16()
+        cpu_bf16 = not cuda and cpu_has_native_bf16()
         return cls(
             cuda=cuda,
             bf16=torch.cuda.is_bf16_supported() if cuda else cpu_bf16,
@@ -57,15 +58,6 @@ class Hardware:
             if cuda
             else f"CPU{' with native bf16' if cpu_bf16 else ' only'}",
         )
-
-
-def _cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX-BF16 in this CPU's flags (Linux): bf16 matmuls then run ~2x fp32 here."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 @dataclass

@@ -14,13 +14,19 @@ sides alternate when --repeats > 1. Per side:
 - final train loss, and held-out loss: token-weighted NLL of the trained adapter on held-out rows, computed
   by the same function for both sides, so "equal loss" compares like with like.
 
-What the stage does differently, and why (profiled on SmolLM2-135M, 2 CPU threads): the forward/backward
-matmuls are ~all of the time and scale with the padded batch (`batch x longest row`), so padding is the waste.
-Random batches of 4 rows of 80–500 tokens are ~30% padding; the stage's LengthGroupedShuffledSampler
-(logicflow/training/trainer.py) makes each step's rows similar in length, keeping the data order random:
-padding falls to a few percent. The other obvious waste, LM-head logits for prompt tokens that carry no loss,
-is already gone in both sides: TRL 1.16's fused LM head projects only positions with a label. bf16 autocast
-measured 1.0x on this CPU, so fp32 stays.
+What the stage does differently, and why (profiled with cProfile/torch.profiler on SmolLM2-135M, 2 threads):
+1. TRL 1.16's fused LM head scores only labelled positions on Triton devices (CUDA/XPU); on CPU it projects
+   **every** position (prompt and padding too) and folds each [4096 x vocab-chunk] tile in fp32 torch ops,
+   computing entropy and top-1 as it goes: ~47% of the plain script's step. The stage's compact head
+   (logicflow/training/compact_head.py) projects the labelled positions only, as one matmul and a log-softmax,
+   with the same loss and gradients (tests/test_train_units.py).
+2. On a CPU with AVX512-BF16/AMX, `train.precision: auto` trains in bf16 autocast over fp32 master weights:
+   bf16 GEMMs measured ~2.3x fp32 here (350-365 vs 140-165 GFLOP/s). The plain script stays fp32 (the
+   earlier 1.0x for `bf16=True` was measured with the fused head, whose tiles run in fp32 on CPU).
+3. Padding: the forward/backward matmuls scale with the padded batch (`batch x longest row`). Random
+   batches of 4 rows of 80-500 tokens are ~25% padding; the stage's LengthGroupedShuffledSampler
+   (training/trainer.py) makes each step's rows similar in length, keeping the data order random: padding
+   falls to a few percent.
 
 GPU plan (what a GPU run verifies with this script; each is a params switch, no code change):
 1. Padding-free packing, `--set train.packing=true`: TRL best-fit-decreasing packing, rows flattened with

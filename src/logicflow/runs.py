@@ -184,7 +184,14 @@ def summary(paths: Paths, result: RunResult, state: dict[str, dict[str, Any]]) -
     root = paths.root
     lines = [f"flow run {result.name}: {result.state.lower()} in {result.seconds:.0f} s"]
     if result.stages:
-        lines.append("  " + ", ".join(f"{row['stage']}: {row['result']}" for row in result.stages))
+        lines.append("  " + ", ".join(_stage_cell(row) for row in result.stages))
+        staged = sum(row.get("seconds") or 0.0 for row in result.stages)
+        if staged and result.seconds:
+            overhead = result.seconds - staged
+            lines.append(
+                f"  stages {staged:.0f} s; orchestration overhead {overhead:.0f} s "
+                f"({overhead / result.seconds:.0%} of the flow run)"
+            )
     if result.message and not result.ok:
         lines.append(f"  {result.message}")
     if experiment := result.artifacts.get("experiment"):
@@ -217,6 +224,12 @@ def summary(paths: Paths, result: RunResult, state: dict[str, dict[str, Any]]) -
         lines.append(f"  Prefect UI    {state['prefect']['url']}")
     lines.append("  (`logicflow down` / `make down` stops the servers)")
     return "\n".join(lines)
+
+
+def _stage_cell(row: dict[str, Any]) -> str:
+    """`train: ran (212 s)`; an up-to-date stage shows no time (DVC's check is a second or two)."""
+    seconds = row.get("seconds") if row["result"] == "ran" else None
+    return f"{row['stage']}: {row['result']}" + (f" ({seconds:.0f} s)" if seconds else "")
 
 
 def _data_docs(paths: Paths) -> str:

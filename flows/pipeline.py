@@ -268,7 +268,7 @@ def report(
     if (table := files.text("reports/eval/table.md")) is not None:
         create_markdown_artifact(
             key="eval-table",
-            markdown=f"# Evaluation: base vs tuned\n\n{table}",
+            markdown=table,  # it opens with its own "# Evaluation: base vs tuned" heading
             description="reports/eval/table.md",
         )
     if (run := files.json(MLFLOW_RUN)) and (url := mlflow_run_url(run)):

@@ -23,6 +23,7 @@ import yaml
 
 from logicflow.config import Config
 from logicflow.errors import PublishError
+from logicflow.evaluation.report import Gate, NotRun
 from logicflow.model import ResolvedModel, read_manifest
 from logicflow.paths import Paths
 
@@ -63,18 +64,6 @@ class TaskResult:
         if self.delta is None:
             return False
         return self.delta < 0 if self.higher_is_better else self.delta > 0
-
-
-@dataclass(frozen=True)
-class NotRun:
-    task: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Gate:
-    passed: bool
-    reasons: list[str]
 
 
 @dataclass(frozen=True)

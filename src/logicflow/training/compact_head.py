@@ -9,6 +9,8 @@ each tile in fp32 torch ops, computing entropy and top-1 on the way. Profiled on
 usual, then only hidden states at label positions meet the LM head, as one matmul (bf16 under autocast) and a
 log-softmax. The loss, `mean_token_accuracy`, `entropy` and `num_tokens` are the same quantities TRL logs.
 The model is still called through its wrapper (DDP, PEFT), so gradient sync and adapters work unchanged.
+It materialises the [supervised tokens x vocab] logits (fp32 for the log-softmax): ~0.2 GB per 1,000 tokens
+at SmolLM2's 49k vocabulary, fine on CPU batches; GPUs keep TRL's chunked kernel.
 """
 
 from __future__ import annotations

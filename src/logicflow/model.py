@@ -62,6 +62,12 @@ def weights_sha256(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of one file's bytes (streamed)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def read_manifest(model_dir: Path) -> ResolvedModel | None:
     try:
         return ResolvedModel(**json.loads((model_dir / MANIFEST).read_text()))

@@ -20,7 +20,6 @@ An http(s) URI must answer a 3 s health request before any long work starts, els
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ from typing import Any
 
 from logicflow.atomic import write_json
 from logicflow.errors import TrackingError
+from logicflow.model import file_sha256
 from logicflow.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -131,14 +131,6 @@ def git_commit(root: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def lineage_tags(paths: Paths) -> dict[str, str]:

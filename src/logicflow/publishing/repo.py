@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from logicflow.errors import PublishError
-from logicflow.model import weights_sha256
+from logicflow.model import file_sha256, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,6 @@ class RepoPlan:
     @property
     def fingerprint(self) -> str:
         return str(self.manifest["fingerprint"])
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(file_digests: dict[str, str]) -> str:

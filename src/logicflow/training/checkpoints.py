@@ -56,7 +56,7 @@ def code_digest() -> str:
 
 
 def fingerprint(sections: dict[str, Any], base_sha256: str, data_files: dict[str, Path]) -> str:
-    from logicflow.tracking import file_sha256
+    from logicflow.model import file_sha256
 
     payload = {
         "params": sections,

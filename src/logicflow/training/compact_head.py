@@ -46,9 +46,7 @@ def install(model: Any, device: Any) -> bool:
         self: Any, *args: Any, compact_lm_head: bool = False, labels: Any = None, **kwargs: Any
     ) -> Any:
         if not compact_lm_head:
-            return (
-                previous(*args, labels=labels, **kwargs) if labels is not None else previous(*args, **kwargs)
-            )
+            return previous(*args, labels=labels, **kwargs)
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
         targets = labels[:, 1:]

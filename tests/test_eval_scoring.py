@@ -76,6 +76,7 @@ def test_answer_extraction(response: str, answer: str | None) -> None:
 def test_split_thinking_and_boxed_helpers() -> None:
     assert split_thinking("<think>\nwork\n</think>\n\nanswer") == ("work", "answer")
     assert split_thinking("no thinking") == ("", "no thinking")
+    assert split_thinking("<think>\nstill going 2 + 2") == ("still going 2 + 2", "")  # unclosed: all thinking
     assert last_boxed("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
     assert last_boxed("\\boxed{unclosed") is None
 
@@ -128,6 +129,27 @@ def test_a_chat_answer_with_the_whole_function_in_a_code_block_passes(problems: 
     assert humaneval_task.extract_code(response).startswith(problem["prompt"].lstrip()[:20])
     assert humaneval_task.process_results(problem, [response], SETTINGS) == {"pass@1": 1.0}
     assert humaneval_task.inspect(problem, response)["sandbox"]["status"] == "passed"
+
+
+def test_code_written_inside_an_unclosed_think_block_is_found(problems: list[dict]) -> None:
+    problem = problems[0]
+    function = problem["prompt"] + problem["canonical_solution"]
+    response = f"<think>\nI will write it.\n```python\n{function}```\nNow let me check it again and again"
+    assert split_thinking(response)[1] == ""
+    assert humaneval_task.has_code(response, problem["entry_point"])
+    assert humaneval_task.process_results(problem, [response], SETTINGS) == {"pass@1": 1.0}
+
+
+def test_of_several_fences_the_block_defining_the_entry_point_wins(problems: list[dict]) -> None:
+    problem = problems[0]
+    function = problem["prompt"] + problem["canonical_solution"]
+    usage = f"```python\nprint({problem['entry_point']}([1.0, 2.0], 0.5))\n```"
+    response = f"Example first:\n{usage}\n\nThe function:\n```python\n{function}```\n\nAgain:\n{usage}"
+    assert humaneval_task.extract_code(response, problem["entry_point"]).strip() == function.strip()
+    assert humaneval_task.process_results(problem, [response], SETTINGS) == {"pass@1": 1.0}
+    # without a defining block, the first block of the answer is the completion (a body continuing the stub)
+    assert humaneval_task.extract_code(usage, problem["entry_point"]).startswith("print(")
+    assert not humaneval_task.has_code("I cannot write that.", problem["entry_point"])
 
 
 def test_a_completion_that_misbehaves_is_killed_and_counted_as_failed(

@@ -53,6 +53,9 @@ class TaskRun:
     samples: list[dict[str, Any]] = field(default_factory=list)
     generated_tokens: int = 0
     finish_reasons: dict[str, int] = field(default_factory=dict)
+    # metric -> per-item scores in item order (a number, or a list of per-instruction results), for pairing
+    items: dict[str, list[Any]] = field(default_factory=dict)
+    no_answer: int | None = None  # items whose response had nothing to score (set from the task's inspect)
 
 
 def pick_threads() -> int:
@@ -442,6 +445,23 @@ def _sample_stderr(samples: list[dict[str, Any]], metric: str) -> float | None:
     return math.sqrt(variance / len(values))
 
 
+def _item_value(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        numbers = [_number(float(v)) if isinstance(v, bool) else _number(v) for v in value]
+        return None if any(v is None for v in numbers) else numbers
+    return float(value) if isinstance(value, bool) else _number(value)
+
+
+def per_item(samples: list[dict[str, Any]], metric: str, filter_name: str) -> list[Any]:
+    """`metric` of every logged sample of one filter, in item order; [] when some item has no number."""
+    chosen = sorted(
+        (s for s in samples if s.get("filter", filter_name) == filter_name),
+        key=lambda s: (str(s.get("task", "")), int(s.get("doc_id", 0))),
+    )
+    values = [_item_value(s.get(metric)) for s in chosen]
+    return [] if any(v is None for v in values) else values
+
+
 def parse_results(results: dict[str, Any], name: str, lm_eval_name: str) -> list[TaskRun]:
     """TaskRuns for `lm_eval_name` and, for a group, its direct sub-groups (e.g. MMLU's four categories)."""
     table = results.get("results", {})
@@ -463,6 +483,7 @@ def parse_results(results: dict[str, Any], name: str, lm_eval_name: str) -> list
         better = results.get("higher_is_better", {}).get(key, {})
         metrics: dict[str, Measurement] = {}
         higher: dict[str, bool] = {}
+        items: dict[str, list[Any]] = {}
         for raw_key, raw_value in entry.items():
             split = _split_key(raw_key)
             value = _number(raw_value)
@@ -475,6 +496,7 @@ def parse_results(results: dict[str, Any], name: str, lm_eval_name: str) -> list
             label = metric_name(metric, filter_name)
             metrics[label] = Measurement(value, stderr)
             higher[label] = bool(better.get(metric, True))
+            items[label] = per_item(samples, metric, filter_name)
         counts = results.get("n-samples", {}).get(key, {})
         n = int(counts.get("effective") or entry.get("sample_len") or len(samples))
         if not n:  # a group: lm-eval counts its leaves
@@ -483,7 +505,7 @@ def parse_results(results: dict[str, Any], name: str, lm_eval_name: str) -> list
                 for k, c in results.get("n-samples", {}).items()
                 if k in _leaves(results, key)
             )
-        runs.append(TaskRun(report_name, metrics, higher, n, 0.0, samples))
+        runs.append(TaskRun(report_name, metrics, higher, n, 0.0, samples, items=items))
     return runs
 
 

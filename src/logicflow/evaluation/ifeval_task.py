@@ -72,5 +72,6 @@ def inspect(doc: dict[str, Any], response: str) -> dict[str, Any]:
     strict = utils.test_instruction_following_strict(example, answer)
     return {
         "key": doc["key"],
+        "answered": bool(answer.strip()),
         "instructions": dict(zip(doc["instruction_id_list"], strict.follow_instruction_list, strict=True)),
     }

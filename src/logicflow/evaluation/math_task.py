@@ -53,8 +53,10 @@ def inspect(doc: dict[str, Any], response: str) -> dict[str, Any]:
     predicted = extract_math_answer(response)
     return {
         "id": doc.get("id"),
+        "question": doc.get("question"),
         "kind": doc.get("kind"),
         "gold": doc.get("answer"),
         "predicted": predicted,
+        "answered": predicted is not None,
         "answer_text": split_thinking(response)[1],
     }

@@ -1,32 +1,42 @@
-"""Base vs tuned: deltas, significance, the publish gate, and the report files' contents.
+"""Base vs tuned: paired comparisons, the publish gate, and the report files' contents.
 
-    rows = compare(base_runs, tuned_runs)
+    rows = compare(base_runs, tuned_runs, alpha=0.05)
     gate = evaluate_gate(rows, not_run, cfg.publish.gate)
     text = markdown_table(rows, not_run, gate); delta_chart(rows, path)
 
-A delta is *significant* when |tuned - base| > 2 * sqrt(se_base^2 + se_tuned^2) (a missing stderr counts
-as 0). The gate reads the same numbers: for a task in `must_not_drop`, any significant drop fails; for every
-task, a drop larger than `max_drop` beyond the 2-stderr noise band fails. A drop is a decrease for a
-higher-is-better metric and an increase otherwise. A `must_not_drop` task that was not run fails the gate:
-the stage cannot vouch for it.
+Every row compares the two models on the same items (`evaluation.stats`): each score with its 95% interval,
+the delta with its paired 95% interval and p-value, and a status: `improved` / `dropped` (p < alpha),
+`no significant change`, or `inconclusive` (both models at the floor or both at the ceiling on every item).
+
+The gate applies per-task rules to each task's primary metric (the first one the task reports):
+- `must_improve`: passed on a significant paired gain; failed when the delta is 0 or worse; a gain that is
+  not significant (or a task with no signal) is inconclusive.
+- `must_not_drop`: failed on a significant drop; passed when the upper end of the drop's interval is at
+  most `max_drop`; otherwise inconclusive (n too small to rule out a drop that large).
+A task named in a rule but not evaluated fails its rule: the stage cannot vouch for it. The verdict is
+`failed` if any rule failed, else `inconclusive` if any was, else `passed`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from logicflow.evaluation.harness import TaskRun
+from logicflow.evaluation.stats import Interval, compare_items
+
+Verdict = Literal["passed", "failed", "inconclusive"]
 
 
 @dataclass(frozen=True)
 class Side:
     value: float
-    stderr: float | None
+    ci: Interval  # 95%
     seconds: float
+    cut_off: float | None = None  # share of answers that hit the generation budget
+    no_answer: float | None = None  # share of answers with nothing to score (no code, no number)
 
 
 @dataclass(frozen=True)
@@ -34,21 +44,21 @@ class ResultRow:
     task: str
     metric: str
     higher_is_better: bool
+    primary: bool  # the metric the gate reads for this task
     n: int
     base: Side
     tuned: Side
     delta: float
-    significant: bool
+    delta_ci: Interval
+    p_value: float
+    test: str
+    status: str  # improved | dropped | no significant change | inconclusive
 
     @property
-    def noise(self) -> float:
-        """2 * combined standard error: the band a delta must leave to count."""
-        return noise_band(self.base.stderr, self.tuned.stderr)
-
-    @property
-    def drop(self) -> float:
-        """How much worse tuned is than base (negative = better)."""
-        return -self.delta if self.higher_is_better else self.delta
+    def drop_ci(self) -> Interval:
+        """The interval of how much worse tuned is than base (negative = better)."""
+        low, high = self.delta_ci
+        return (-high, -low) if self.higher_is_better else (low, high)
 
 
 @dataclass(frozen=True)
@@ -58,79 +68,150 @@ class NotRun:
 
 
 @dataclass(frozen=True)
+class Rule:
+    task: str
+    rule: str  # must_improve | must_not_drop
+    result: Verdict
+    detail: str
+
+
+@dataclass(frozen=True)
 class Gate:
-    passed: bool
-    reasons: list[str]
+    result: Verdict
+    rules: list[Rule] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.result == "passed"
+
+    @property
+    def reasons(self) -> list[str]:
+        """One line per rule that did not pass."""
+        return [f"{r.task} {r.rule} {r.result}: {r.detail}" for r in self.rules if r.result != "passed"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "passed": self.passed,
+            "reasons": self.reasons,
+            "rules": [asdict(r) for r in self.rules],
+        }
 
 
-def noise_band(se_base: float | None, se_tuned: float | None) -> float:
-    return 2.0 * math.sqrt((se_base or 0.0) ** 2 + (se_tuned or 0.0) ** 2)
+def _status(higher_is_better: bool, delta: float, p_value: float, degenerate: bool, alpha: float) -> str:
+    if degenerate:
+        return "inconclusive"
+    if p_value >= alpha or delta == 0:
+        return "no significant change"
+    return "improved" if (delta > 0) == higher_is_better else "dropped"
 
 
-def is_significant(delta: float, se_base: float | None, se_tuned: float | None) -> bool:
-    return abs(delta) > noise_band(se_base, se_tuned) + 1e-12
+def _share(run: TaskRun, count: int | None) -> float | None:
+    return None if count is None or not run.n else round(count / run.n, 4)
 
 
-def make_row(task: str, metric: str, higher_is_better: bool, n: int, base: Side, tuned: Side) -> ResultRow:
-    delta = tuned.value - base.value
-    return ResultRow(
-        task,
-        metric,
-        higher_is_better,
-        n,
-        base,
-        tuned,
-        delta,
-        is_significant(delta, base.stderr, tuned.stderr),
+def _side(run: TaskRun, value: float, ci: Interval) -> Side:
+    return Side(
+        value,
+        ci,
+        run.seconds,
+        _share(run, run.finish_reasons.get("max_tokens", 0) if run.finish_reasons else None),
+        _share(run, run.no_answer),
     )
 
 
-def compare(base_runs: Sequence[TaskRun], tuned_runs: Sequence[TaskRun]) -> list[ResultRow]:
-    """One row per (task, metric) present for both models, in the base runs' order."""
+def compare(
+    base_runs: Sequence[TaskRun], tuned_runs: Sequence[TaskRun], alpha: float = 0.05
+) -> list[ResultRow]:
+    """One row per (task, metric) scored per item for both models, in the base runs' order."""
     tuned_by_task = {run.task: run for run in tuned_runs}
     rows = []
     for base in base_runs:
         tuned = tuned_by_task.get(base.task)
         if tuned is None:
             continue
-        for metric, measured in base.metrics.items():
-            other = tuned.metrics.get(metric)
-            if other is None:
+        primary = True
+        for metric, base_items in base.items.items():
+            tuned_items = tuned.items.get(metric)
+            if tuned_items is None or not base_items:
                 continue
+            paired = compare_items(base_items, tuned_items)
+            higher = base.higher_is_better.get(metric, True)
             rows.append(
-                make_row(
+                ResultRow(
                     base.task,
                     metric,
-                    base.higher_is_better.get(metric, True),
-                    min(base.n, tuned.n),
-                    Side(measured.value, measured.stderr, base.seconds),
-                    Side(other.value, other.stderr, tuned.seconds),
+                    higher,
+                    primary,
+                    paired.n,
+                    _side(base, paired.base, paired.base_ci),
+                    _side(tuned, paired.tuned, paired.tuned_ci),
+                    paired.delta,
+                    paired.delta_ci,
+                    paired.p_value,
+                    paired.test,
+                    _status(higher, paired.delta, paired.p_value, paired.degenerate, alpha),
                 )
             )
+            primary = False
     return rows
 
 
+def _fmt_ci(ci: Interval) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def _must_improve(row: ResultRow) -> tuple[Verdict, str]:
+    summary = (
+        f"{row.metric} {row.base.value:.3f} -> {row.tuned.value:.3f}, "
+        f"delta 95% CI {_fmt_ci(row.delta_ci)}, p = {row.p_value:.2g}, n = {row.n}"
+    )
+    if row.status == "improved":
+        return "passed", f"significant gain: {summary}"
+    if row.status == "inconclusive":
+        return "inconclusive", f"no signal (both models at the floor or ceiling): {summary}"
+    gained = (row.delta > 0) == row.higher_is_better and row.delta != 0
+    if gained:
+        return "inconclusive", f"gain not significant: {summary}"
+    return "failed", f"no gain: {summary}"
+
+
+def _must_not_drop(row: ResultRow, max_drop: float) -> tuple[Verdict, str]:
+    worst = row.drop_ci[1]
+    summary = (
+        f"{row.metric} {row.base.value:.3f} -> {row.tuned.value:.3f}, p = {row.p_value:.2g}, n = {row.n}; "
+        f"the drop is at most {worst:.3f} (95%)"
+    )
+    if row.status == "dropped":
+        return "failed", f"significant drop: {summary}"
+    if row.status == "inconclusive":
+        return "inconclusive", f"no signal (both models at the floor or ceiling): {summary}"
+    if worst <= max_drop + 1e-12:
+        return "passed", f"{summary} <= max_drop {max_drop}"
+    return "inconclusive", f"{summary} > max_drop {max_drop}: n too small to rule it out"
+
+
 def evaluate_gate(rows: Sequence[ResultRow], not_run: Iterable[NotRun], gate: Any) -> Gate:
-    """Apply `publish.gate` (must_not_drop: [task], max_drop: float) to the rows; see module docstring."""
-    reasons = []
+    """Apply `publish.gate` (must_improve, must_not_drop, max_drop) to the rows; see module docstring."""
     not_run_reason = {item.task: item.reason for item in not_run}
-    evaluated = {row.task for row in rows}
-    for task in gate.must_not_drop:
-        if task not in evaluated:
-            why = not_run_reason.get(task, "not in eval.tasks")
-            reasons.append(f"{task}: not evaluated ({why}); publish.gate.must_not_drop needs it")
-    for row in rows:
-        if row.task in gate.must_not_drop and row.drop > row.noise:
-            reasons.append(
-                f"{row.task} {row.metric} dropped {row.drop:.4f} (more than 2 stderr = {row.noise:.4f}); "
-                "publish.gate.must_not_drop"
+    primary = {row.task: row for row in rows if row.primary}
+    rules: list[Rule] = []
+    for name, tasks in (("must_improve", gate.must_improve), ("must_not_drop", gate.must_not_drop)):
+        for task in tasks:
+            row = primary.get(task)
+            if row is None:
+                why = not_run_reason.get(task, "not in eval.tasks")
+                rules.append(Rule(task, name, "failed", f"not evaluated ({why})"))
+                continue
+            result, detail = (
+                _must_improve(row) if name == "must_improve" else _must_not_drop(row, gate.max_drop)
             )
-        elif row.drop - row.noise > gate.max_drop:
-            reasons.append(
-                f"{row.task} {row.metric} dropped {row.drop:.4f}, {row.drop - row.noise:.4f} beyond "
-                f"2 stderr > publish.gate.max_drop {gate.max_drop}"
-            )
-    return Gate(not reasons, reasons)
+            rules.append(Rule(task, name, result, detail))
+    results = {rule.result for rule in rules}
+    verdict: Verdict = (
+        "failed" if "failed" in results else "inconclusive" if "inconclusive" in results else "passed"
+    )
+    return Gate(verdict, rules)
 
 
 def eval_document(
@@ -139,54 +220,68 @@ def eval_document(
     rows: Sequence[ResultRow],
     not_run: Sequence[NotRun],
     gate: Gate,
+    **extra: Any,
 ) -> dict[str, Any]:
     """The content of reports/eval.json (the contract the card and publish stages read)."""
     return {
         "config": config,
         "models": models,
-        "results": [_round_row(asdict(row)) for row in rows],
+        "results": [_round(asdict(row)) for row in rows],
         "not_run": [asdict(item) for item in not_run],
-        "gate": asdict(gate),
+        "gate": gate.as_dict(),
+        **extra,
     }
 
 
-def _round_row(row: dict[str, Any]) -> dict[str, Any]:
-    for side in ("base", "tuned"):
-        row[side] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row[side].items()}
-    row["delta"] = round(row["delta"], 6)
-    return row
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_round(v) for v in value]
+    return value
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def markdown_table(rows: Sequence[ResultRow], not_run: Sequence[NotRun], gate: Gate) -> str:
     lines = [
-        "# Evaluation: base vs tuned",
+        "# Evaluation: base vs tuned (same items, paired)",
         "",
-        "| task | metric | n | base | tuned | delta | significant |",
-        "|---|---|---:|---:|---:|---:|:---:|",
+        "| task | metric | n | base [95% CI] | tuned [95% CI] | Δ [95% CI] | p | result "
+        "| cut off (base/tuned) | no answer (base/tuned) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in rows:
-        marker = "" if row.significant else " †"
         lines.append(
-            f"| {row.task} | {row.metric} | {row.n} | {_fmt(row.base.value)} ± {_fmt(row.base.stderr)} "
-            f"| {_fmt(row.tuned.value)} ± {_fmt(row.tuned.stderr)} | {row.delta:+.4f}{marker} "
-            f"| {'yes' if row.significant else 'no'} |"
+            f"| {row.task} | {row.metric} | {row.n} "
+            f"| {row.base.value:.3f} [{row.base.ci[0]:.3f}, {row.base.ci[1]:.3f}] "
+            f"| {row.tuned.value:.3f} [{row.tuned.ci[0]:.3f}, {row.tuned.ci[1]:.3f}] "
+            f"| {row.delta:+.3f} {_fmt_ci(row.delta_ci)} | {row.p_value:.2g} | {row.status} "
+            f"| {_pct(row.base.cut_off)} / {_pct(row.tuned.cut_off)} "
+            f"| {_pct(row.base.no_answer)} / {_pct(row.tuned.no_answer)} |"
         )
-    lines += ["", "± is the standard error; † marks a delta within 2 standard errors (not significant).", ""]
+    lines += [
+        "",
+        "Intervals: Wilson for per-item pass/fail scores, paired bootstrap otherwise and for every Δ; "
+        "p: exact McNemar (pass/fail) or paired bootstrap. `cut off`: answers that hit the generation "
+        "budget; `no answer`: answers with nothing to score.",
+        "",
+    ]
     if not_run:
         lines += ["## Not run", "", "| task | reason |", "|---|---|"]
         lines += [f"| {item.task} | {item.reason.replace('|', '/')} |" for item in not_run]
         lines.append("")
-    lines += ["## Publish gate", "", f"**{'passed' if gate.passed else 'failed'}**", ""]
-    lines += [f"- {reason}" for reason in gate.reasons]
+    lines += ["## Publish gate", "", f"**{gate.result}**", ""]
+    lines += [f"- {rule.task} `{rule.rule}`: **{rule.result}**: {rule.detail}" for rule in gate.rules]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def delta_chart(rows: Sequence[ResultRow], path: Path) -> None:
-    """Horizontal bars of tuned - base per (task, metric), with the 2-stderr band as error bars."""
+    """Horizontal bars of tuned - base per (task, metric), with the paired 95% interval as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,17 +289,18 @@ def delta_chart(rows: Sequence[ResultRow], path: Path) -> None:
 
     labels = [f"{row.task}\n{row.metric}" for row in rows] or ["(no results)"]
     deltas = [row.delta for row in rows] or [0.0]
-    errors = [row.noise for row in rows] or [0.0]
-    colors = [
-        ("tab:green" if row.delta > 0 else "tab:red") if row.significant else "tab:gray" for row in rows
+    errors = [
+        [row.delta - row.delta_ci[0] for row in rows] or [0.0],
+        [row.delta_ci[1] - row.delta for row in rows] or [0.0],
     ]
+    colors = [{"improved": "tab:green", "dropped": "tab:red"}.get(row.status, "tab:gray") for row in rows]
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.55 * len(labels)))
     positions = list(range(len(labels)))
     ax.barh(positions, deltas, xerr=errors, color=colors or ["tab:gray"], capsize=3)
     ax.set_yticks(positions, labels, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("tuned - base (error bar: 2 standard errors; grey: not significant)")
+    ax.set_xlabel("tuned - base (error bar: paired 95% interval; grey: not significant)")
     ax.set_title("Evaluation deltas")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

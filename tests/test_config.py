@@ -88,7 +88,7 @@ def test_bad_values_name_the_key(params: dict, override: str, expected: str) -> 
 
 
 def test_unknown_profile_lists_the_valid_ones(params: dict) -> None:
-    with pytest.raises(ConfigError, match="unknown profile 'gpt5'; allowed: compare-small, cpu, gemma3-27b"):
+    with pytest.raises(ConfigError, match="unknown profile 'gpt5'; allowed: compare-small, cpu, cpu-hard, gemma3"):
         build_config(params, "gpt5")
 
 
@@ -105,3 +105,13 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("data: [unclosed")
     with pytest.raises(ConfigError, match=f"{bad}: not valid YAML"):
         load_config(bad)
+
+
+def test_per_task_eval_settings_fall_back_to_the_eval_defaults(params: dict) -> None:
+    cfg = build_config(params, "cpu")
+    assert cfg.eval.task_limit("humaneval") == 32 and cfg.eval.task_max_new_tokens("humaneval") == 512
+    assert cfg.eval.task_limit("logicflow_math_heldout") is None  # all 200 held-out problems
+    assert cfg.eval.task_max_new_tokens("gsm8k") == cfg.eval.max_new_tokens
+    assert cfg.publish.gate.must_improve == ["logicflow_math_heldout"]
+    assert cfg.publish.gate.must_not_drop == ["humaneval", "ifeval"]
+    assert build_config(params, "cpu-hard").data.difficulty == "hard"

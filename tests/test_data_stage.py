@@ -52,7 +52,8 @@ def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
 
     heldout = [json.loads(line) for line in paths.heldout_math.read_text().splitlines()]
     assert len(heldout) == 8 and all(set(h) == {"id", "question", "answer", "kind"} for h in heldout)
-    assert all(is_heldout(h["question"]) for h in heldout)
+    expected = generate(8, seed=cfg.data.seed, split="heldout", difficulty=cfg.data.difficulty)
+    assert [h["id"] for h in heldout] == [p.id for p in expected] and all(is_heldout(p.key) for p in expected)
     questions = {h["question"] for h in heldout}
     prompts = {
         m[0]["content"]
@@ -154,3 +155,48 @@ def test_auto_source_stays_offline_when_hf_hub_offline_is_set(monkeypatch) -> No
 def test_target_counts_split_by_weight_with_caps(total: int, datasets: dict, expected: list[int]) -> None:
     counts = data.target_counts(DataConfig(max_samples=total, datasets=datasets))
     assert list(counts.values()) == expected
+
+
+def test_replay_rows_are_the_base_models_own_answers_cached_and_accounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logicflow.datasets import replay
+    from logicflow.model import build_tiny_model
+
+    monkeypatch.setenv("LOGICFLOW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("LOGICFLOW_THREADS", "1")
+    paths = Paths.from_root(tmp_path / "project")
+    build_tiny_model(paths.base_model)
+    cfg = smoke("data.replay.rows=6", "data.replay.max_new_tokens=4", "data.replay.batch_size=3")
+    result = data.run(cfg, paths)
+
+    report = json.loads(paths.data_summary.read_text())["replay"]
+    assert report["prompts"] == 6 and report["rows"] + report["left_out_cut_off_or_empty"] == 6
+    rows = [
+        r
+        for split in ("train", "validation")
+        for r in pq.read_table(paths.messages(split)).to_pylist()
+        if r["source"] == "replay"
+    ]
+    assert len(rows) == report["rows"] and result.train_rows + result.validation_rows == 48 + report["rows"]
+    assert {r["messages"][0]["content"] for r in rows} <= set(replay.prompts(6, cfg.data.seed))
+    assert all(r["thinking"] == "" and r["answer"] is None for r in rows)  # no think block on replay rows
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("replay answers must come from the cache on the second run")
+
+    monkeypatch.setattr(replay, "_generate", no_model)
+    before = output_bytes(paths)
+    data.run(cfg, paths)
+    assert output_bytes(paths) == before
+
+
+def test_replay_prompts_are_distinct_mixed_and_bounded() -> None:
+    from logicflow.datasets.replay import prompts
+
+    chosen = prompts(240, seed=0)
+    assert len(set(chosen)) == 240 and prompts(240, seed=0) == chosen
+    assert sum("Python function" in p for p in chosen) == 80  # a third code, two thirds instructions
+    assert [("Python" in p) for p in chosen[:6]] == [True, False, False, True, False, False]
+    with pytest.raises(ValueError, match="at most 240"):
+        prompts(241, seed=0)

@@ -44,6 +44,15 @@ class DatasetSource(Section):
     max_samples: PosInt | None = Field(None, description="cap on rows taken from this dataset")
 
 
+class ReplayConfig(Section):
+    """Replay rows: the base model's own greedy answers to generic code and instruction prompts, mixed into
+    training so the tuned model keeps answering those in their own format (0 rows = off)."""
+
+    rows: int = Field(0, ge=0, description="replay rows added to the training mix")
+    max_new_tokens: PosInt = Field(192, description="generation budget per replay answer")
+    batch_size: PosInt = 16
+
+
 class DataConfig(Section):
     """Fetch, convert and mix the three reasoning datasets."""
 
@@ -54,6 +63,10 @@ class DataConfig(Section):
     max_samples: PosInt = Field(600, description="rows in the mixed set (train + validation)")
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5)
     heldout_size: PosInt = Field(100, description="generated held-out eval problems (offline generator)")
+    difficulty: Literal["easy", "hard"] = Field(
+        "easy", description="generator curriculum: easy = two-digit +/- and one-step word problems"
+    )
+    replay: ReplayConfig = Field(default_factory=lambda: ReplayConfig())
     seed: int = 0
 
     @field_validator("datasets")
@@ -132,10 +145,18 @@ class EvalTaskConfig(Section):
     limit: PosInt | None = None
 
 
+class OfflineTaskConfig(Section):
+    limit: PosInt | None = Field(None, description="None = eval.limit")
+    max_new_tokens: PosInt | None = Field(None, description="None = eval.max_new_tokens")
+
+
 class EvalConfig(Section):
     """Base vs tuned evaluation."""
 
     tasks: list[str] = Field(default_factory=lambda: ["logicflow_math_heldout", "humaneval", "ifeval"])
+    per_task: dict[str, OfflineTaskConfig] = Field(
+        default_factory=dict, description="limit / max_new_tokens of one offline task"
+    )
     standard_tasks: dict[str, EvalTaskConfig] = Field(default_factory=dict)
     limit: PosInt | None = Field(None, description="samples per offline task (None = all)")
     max_new_tokens: PosInt = 256
@@ -144,6 +165,14 @@ class EvalConfig(Section):
     sample_timeout_s: float = Field(60.0, gt=0, description="wall-clock limit per generated sample")
     sandbox_timeout_s: float = Field(5.0, gt=0)
     sandbox_memory_mb: PosInt = 512
+
+    def task_limit(self, task: str) -> int | None:
+        own = self.per_task.get(task)
+        return own.limit if own and own.limit is not None else self.limit
+
+    def task_max_new_tokens(self, task: str) -> int:
+        own = self.per_task.get(task)
+        return own.max_new_tokens if own and own.max_new_tokens is not None else self.max_new_tokens
 
 
 class CardConfig(Section):
@@ -154,8 +183,17 @@ class CardConfig(Section):
 
 
 class GateConfig(Section):
-    must_not_drop: list[str] = Field(default_factory=lambda: ["logicflow_math_heldout"])
-    max_drop: float = Field(0.05, ge=0, description="largest allowed drop beyond 2 stderr, any task")
+    """Per-task rules on the paired comparison (see `logicflow.evaluation.report`)."""
+
+    must_improve: list[str] = Field(
+        default_factory=lambda: ["logicflow_math_heldout"], description="tasks that need a significant gain"
+    )
+    must_not_drop: list[str] = Field(
+        default_factory=lambda: ["humaneval", "ifeval"],
+        description="tasks whose drop's 95% interval must stay under max_drop",
+    )
+    max_drop: float = Field(0.15, ge=0, le=1, description="largest drop the interval may still allow")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level of the paired tests")
 
 
 class PublishConfig(Section):

@@ -3,17 +3,23 @@
 It stands in for the Hub datasets when they cannot be fetched (each adapter writes the problems in its
 upstream schema) and always supplies the held-out eval set.
 
-    problems = generate(1000, seed=0, split="train")
+    problems = generate(1000, seed=0, split="train", difficulty="easy")
     assert all(solve(p) == p.answer for p in problems)
 
+- Two curricula (`CURRICULA`, `data.difficulty`): `easy` (the embedded default) is two-digit addition and
+  subtraction and one-operation word problems, worked in one short step: a skill SmolLM2-135M gets right
+  about one time in six and can learn in a few CPU minutes. `hard` is the multi-step
+  mix (arithmetic with 3-4 operands, multi-step word problems, linear equations, fractions, percentages),
+  where a 135M model stays at the floor before and after tuning.
 - Every problem keeps the parameters it was built from (`Problem.params`), and `solve` recomputes the answer
   from them by a separate route (closed-form formulas, or Python's own parser for expressions), so the
   answer reached through the worked steps can be checked.
 - Each step that computes something ends in one binary operation `a op b = c` (op in + - × ÷), so tests can
   check every step's arithmetic too.
-- Held-out disjointness is by construction: a question belongs to the held-out split iff the SHA-256 of its
-  text falls in bucket 0 of `HELDOUT_BUCKETS`, so no seeds can ever put one question text in both splits.
-- `generate` is deterministic for (n, seed, split), and question texts are unique within a call.
+- Held-out disjointness is by construction: a problem belongs to the held-out split iff the SHA-256 of its
+  key (its parameters, not the wording) falls in bucket 0 of `HELDOUT_BUCKETS`, so no seeds can put one
+  problem in both splits, not even phrased differently, with other names or as a word problem.
+- `generate` is deterministic for (n, seed, split, difficulty), and problem keys are unique within a call.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from fractions import Fraction
 from typing import Literal
 
 Split = Literal["train", "heldout"]
+Difficulty = Literal["easy", "hard"]
 Number = int | Fraction
 Params = tuple[int | str, ...]
 
@@ -52,19 +59,29 @@ class Problem:
     answer: str  # canonical: "42", "-5", "3/4" (reduced)
     params: Params  # what `solve` recomputes the answer from
 
+    @property
+    def key(self) -> str:
+        """What the problem is, whatever its wording: its parameters (decide its split)."""
+        return problem_key(self.params)
+
 
 def canonical(value: Number) -> str:
     """`Fraction(6, 8)` -> "3/4", `Fraction(-10, 2)` -> "-5" (Fractions are kept reduced)."""
     return str(value)
 
 
-def question_digest(question: str) -> bytes:
-    return hashlib.sha256(question.encode("utf-8")).digest()
+def problem_key(params: Params) -> str:
+    """`(47, "+", 38)` -> "(47, '+', 38)": the same key for "What is 47 + 38?" and its word problem."""
+    return repr(params)
 
 
-def is_heldout(question: str) -> bool:
-    """The split a question text belongs to, whatever seed produced it."""
-    return int.from_bytes(question_digest(question)[:8], "big") % HELDOUT_BUCKETS == 0
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def is_heldout(key: str) -> bool:
+    """The split a problem key (`Problem.key`) belongs to, whatever seed produced it."""
+    return int.from_bytes(key_digest(key)[:8], "big") % HELDOUT_BUCKETS == 0
 
 
 def evaluate(expression: str) -> Fraction:
@@ -485,19 +502,68 @@ def _last_value(work: _Work) -> Fraction:
     return Fraction(last.rsplit(" = ", 1)[1].rstrip("."))
 
 
+# --- easy: two-digit + and -, one-operation word problems, one worked step ---------------------------------
+
+EASY_PHRASES = ("What is {e}?", "Calculate {e}.", "Compute {e}.", "Work out {e}.", "Find {e}.")
+
+
+def _two_digit_op(rng: random.Random) -> tuple[int, str, int]:
+    """a + b or a - b with two-digit operands (a > b for subtraction, so the answer is positive)."""
+    if rng.random() < 0.7:
+        return rng.randint(10, 99), "+", rng.randint(10, 99)
+    a = rng.randint(11, 99)
+    return a, "-", rng.randint(10, a - 1)
+
+
+def _easy_arithmetic(rng: random.Random, work: _Work) -> tuple[str, Fraction, Params]:
+    a, sym, b = _two_digit_op(rng)
+    value = work.op(_OP_LABELS[sym], a, sym, b)
+    return rng.choice(EASY_PHRASES).format(e=f"{a} {sym} {b}"), value, (a, sym, b)
+
+
+EASY_WORD = {
+    "+": (
+        "{n} has {a} {i} and gets {b} more. How many {i} does {n} have now?",
+        "{n} collected {a} {i} on Monday and {b} {i} on Tuesday. How many {i} did {n} collect in all?",
+        "A box holds {a} {i}. {n} puts in {b} more {i}. How many {i} are in the box?",
+    ),
+    "-": (
+        "{n} has {a} {i} and gives {b} of them away. How many {i} does {n} have left?",
+        "There are {a} {i} in a jar. {n} takes out {b}. How many {i} are still in the jar?",
+        "{n} had {a} {i} and lost {b}. How many {i} does {n} have now?",
+    ),
+}
+
+
+def _easy_word(rng: random.Random, work: _Work) -> tuple[str, Fraction, Params]:
+    a, sym, b = _two_digit_op(rng)
+    value = work.op("In all" if sym == "+" else "Left", a, sym, b)
+    question = rng.choice(EASY_WORD[sym]).format(n=rng.choice(NAMES), i=rng.choice(ITEMS), a=a, b=b)
+    return question, value, (a, sym, b)
+
+
+def _solve_two_digit(params: Params) -> Fraction:
+    return evaluate(f"{params[0]} {params[1]} {params[2]}")
+
+
 # --- public API --------------------------------------------------------------------------------------------
 
 Builder = Callable[[random.Random, _Work], tuple[str, Fraction, Params]]
-KINDS: dict[str, tuple[Builder, Callable[[Params], Fraction], float]] = {
-    # kind: (builder, independent solver, share of problems)
-    "arithmetic": (_arithmetic, _solve_arithmetic, 0.2),
-    "word": (_word, _solve_word, 0.3),
-    "linear": (_linear, _solve_linear, 0.2),
-    "fraction": (_fraction, _solve_fraction, 0.15),
-    "percent": (_percent, _solve_percent, 0.15),
+KINDS: dict[str, tuple[Builder, Callable[[Params], Fraction]]] = {
+    # kind: (builder, independent solver)
+    "add_sub": (_easy_arithmetic, _solve_two_digit),
+    "word_one_step": (_easy_word, _solve_two_digit),
+    "arithmetic": (_arithmetic, _solve_arithmetic),
+    "word": (_word, _solve_word),
+    "linear": (_linear, _solve_linear),
+    "fraction": (_fraction, _solve_fraction),
+    "percent": (_percent, _solve_percent),
 }
-_KIND_NAMES = tuple(KINDS)
-_CUM_WEIGHTS = tuple(itertools.accumulate(share for _, _, share in KINDS.values()))
+# difficulty -> {kind: share of problems}
+CURRICULA: dict[str, dict[str, float]] = {
+    "easy": {"add_sub": 0.7, "word_one_step": 0.3},
+    "hard": {"arithmetic": 0.2, "word": 0.3, "linear": 0.2, "fraction": 0.15, "percent": 0.15},
+}
 
 
 def solve(problem: Problem) -> str:
@@ -505,10 +571,14 @@ def solve(problem: Problem) -> str:
     return canonical(KINDS[problem.kind][1](problem.params))
 
 
-def generate(n: int, seed: int, split: Split = "train") -> list[Problem]:
-    """`n` distinct problems of `split`, the same ones for the same (n, seed, split)."""
+def generate(n: int, seed: int, split: Split = "train", difficulty: Difficulty = "easy") -> list[Problem]:
+    """`n` distinct problems of `split` and `difficulty`, the same ones for the same arguments."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if difficulty not in CURRICULA:
+        raise ValueError(f"difficulty must be one of {', '.join(CURRICULA)}, got {difficulty!r}")
+    kinds = tuple(CURRICULA[difficulty])
+    cum_weights = tuple(itertools.accumulate(CURRICULA[difficulty].values()))
     rng = random.Random(seed)
     want_heldout = split == "heldout"
     problems: list[Problem] = []
@@ -517,14 +587,18 @@ def generate(n: int, seed: int, split: Split = "train") -> list[Problem]:
     while len(problems) < n:
         attempts += 1
         if attempts > 50 * n + 1000:
-            raise RuntimeError(f"could not generate {n} distinct {split} problems (seed {seed})")
-        kind = rng.choices(_KIND_NAMES, cum_weights=_CUM_WEIGHTS)[0]
+            raise RuntimeError(
+                f"could not generate {n} distinct {split} {difficulty!r} problems (seed {seed}): "
+                "fewer exist; lower data.max_samples / data.heldout_size or set data.difficulty: hard"
+            )
+        kind = rng.choices(kinds, cum_weights=cum_weights)[0]
         work = _Work()
         question, value, params = KINDS[kind][0](rng, work)
-        if question in seen or is_heldout(question) != want_heldout:
+        key = problem_key(params)
+        if key in seen or is_heldout(key) != want_heldout:
             continue
-        seen.add(question)
-        digest = question_digest(question).hex()
+        seen.add(key)
+        digest = key_digest(key).hex()
         problems.append(
             Problem(f"{kind}-{digest[:16]}", kind, question, tuple(work.steps), canonical(value), params)
         )

@@ -40,6 +40,8 @@ SCHEMA = pa.schema(
     ]
 )
 PROBLEM_TYPES = {
+    "add_sub": "Algebra",
+    "word_one_step": "Algebra",
     "arithmetic": "Algebra",
     "word": "Algebra",
     "linear": "Algebra",

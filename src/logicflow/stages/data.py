@@ -5,7 +5,8 @@
 Outputs (see `Paths`): `data/raw/<dataset>.parquet` in each upstream schema,
 `data/messages/{train,validation}.parquet` in the unified schema (`logicflow.datasets.UNIFIED_SCHEMA`),
 `data/heldout/math.jsonl` (always from the generator, so it is disjoint from generated training rows by
-construction) and `reports/data.json`.
+construction) and `reports/data.json`. With `data.replay.rows` > 0 the mix also holds replay rows: the
+base model (`models/base`) answering generic code and instruction prompts (`logicflow.datasets.replay`).
 
 Everything is computed in memory first and written at the end, each file atomically, so a failure leaves the
 previous outputs untouched. Raw tables are round-tripped through parquet bytes before conversion, so the
@@ -38,7 +39,8 @@ from logicflow.datasets import (
     parquet_bytes,
     read_parquet,
 )
-from logicflow.datasets.generator import generate
+from logicflow.datasets.generator import Difficulty, generate
+from logicflow.datasets.replay import replay_rows
 from logicflow.errors import DataError
 from logicflow.paths import Paths
 
@@ -110,12 +112,13 @@ def target_counts(data: DataConfig) -> dict[str, int]:
     return {name: fixed[name] for name in data.datasets}
 
 
-def _raw_table(adapter: DatasetAdapter, count: int, source: Source, seed: int) -> pa.Table:
+def _raw_table(
+    adapter: DatasetAdapter, count: int, source: Source, seed: int, difficulty: Difficulty
+) -> pa.Table:
     if source == "offline":
         # a distinct seed per dataset, so the three datasets hold different problems
-        return adapter.synthesize(
-            generate(count, seed=seed + DATASET_NAMES.index(adapter.name), split="train")
-        )
+        seed += DATASET_NAMES.index(adapter.name)
+        return adapter.synthesize(generate(count, seed=seed, split="train", difficulty=difficulty))
     try:
         table = adapter.load_hub(count)
     except Exception as exc:  # network, auth, missing revision: all mean "cannot use the Hub now"
@@ -138,12 +141,12 @@ def _mix(tables: list[pa.Table], seed: int, val_fraction: float) -> tuple[pa.Tab
     return mixed.slice(n_val), mixed.slice(0, n_val)
 
 
-def _heldout_jsonl(size: int, seed: int) -> bytes:
+def _heldout_jsonl(size: int, seed: int, difficulty: Difficulty) -> bytes:
     lines = (
         json.dumps(
             {"id": p.id, "question": p.question, "answer": p.answer, "kind": p.kind}, ensure_ascii=False
         )
-        for p in generate(size, seed=seed, split="heldout")
+        for p in generate(size, seed=seed, split="heldout", difficulty=difficulty)
     )
     return "".join(line + "\n" for line in lines).encode("utf-8")
 
@@ -172,7 +175,7 @@ def run(cfg: Config, paths: Paths) -> DataResult:
     summary: dict[str, dict[str, str | int]] = {}
     for name, count in counts.items():
         adapter = get_adapter(name)
-        raw = parquet_bytes(_raw_table(adapter, count, source, data.seed))
+        raw = parquet_bytes(_raw_table(adapter, count, source, data.seed, data.difficulty))
         path = paths.raw(name)
         table = convert_table(adapter, read_parquet(path, raw), str(path))
         logger.info("data: %s: %d rows converted", name, table.num_rows)
@@ -185,10 +188,29 @@ def run(cfg: Config, paths: Paths) -> DataResult:
             "raw_sha256": hashlib.sha256(raw).hexdigest(),
         }
 
+    replay_report = None
+    if data.replay.rows:
+        if not (paths.base_model / "config.json").is_file():
+            raise DataError(
+                f"data.replay needs the base model in {paths.base_model}: run `logicflow stage model`"
+            )
+        replay, replay_report = replay_rows(
+            paths.base_model,
+            cfg.model.template,
+            data.replay.rows,
+            data.replay.max_new_tokens,
+            data.replay.batch_size,
+            data.seed,
+        )
+        unified.append(replay)
+        logger.info(
+            "data: %d replay rows (%d left out)", replay.num_rows, replay_report["left_out_cut_off_or_empty"]
+        )
+
     train, validation = _mix(unified, data.seed, data.val_fraction)
     outputs[paths.messages("train")] = parquet_bytes(train)
     outputs[paths.messages("validation")] = parquet_bytes(validation)
-    outputs[paths.heldout_math] = _heldout_jsonl(data.heldout_size, data.seed)
+    outputs[paths.heldout_math] = _heldout_jsonl(data.heldout_size, data.seed, data.difficulty)
 
     _write_all(outputs)
     for name in set(DATASET_NAMES) - set(counts):  # a dataset dropped from params leaves no stale raw file
@@ -197,7 +219,9 @@ def run(cfg: Config, paths: Paths) -> DataResult:
         paths.data_summary,
         {
             "source": source,
+            "difficulty": data.difficulty,
             "datasets": summary,
+            "replay": replay_report,
             "rows": {
                 "train": train.num_rows,
                 "validation": validation.num_rows,
@@ -216,7 +240,7 @@ def run(cfg: Config, paths: Paths) -> DataResult:
     )
     return DataResult(
         source=source,
-        rows={name: table.num_rows for name, table in zip(counts, unified, strict=True)},
+        rows={name: table.num_rows for name, table in zip(counts, unified, strict=False)},
         train_rows=train.num_rows,
         validation_rows=validation.num_rows,
         heldout_rows=data.heldout_size,

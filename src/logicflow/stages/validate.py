@@ -486,6 +486,7 @@ def _run(
             "final_answer",
             "boxed_answer",
             "answer_required",
+            "thinking_required",
             "n_tokens",
             "answer_start",
             "exact_key",

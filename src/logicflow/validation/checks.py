@@ -151,6 +151,7 @@ def unified_frame(table: pa.Table, splits: pa.Array | None = None) -> pd.DataFra
     frame["thinking"] = frame["thinking"].astype("str")
     frame["answer"] = frame["answer"].astype("str")
     frame["text"] = text.to_pandas().astype("str")
+    frame["thinking_required"] = (frame["source"] != "replay").fillna(True).to_numpy(bool)
     frame["answer_required"] = (frame["source"] == "openr1_math").fillna(False).to_numpy(bool) | frame[
         "prompts"
     ].str.contains(BOXED_REQUEST, regex=False).fillna(False).to_numpy(bool)

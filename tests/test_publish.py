@@ -91,6 +91,8 @@ def test_local_folder_is_laid_out_like_the_hub_repo_and_loads(tmp_path: Path, mo
         "model.safetensors",
         "tokenizer.json",
         "tokenizer_config.json",
+        "training_params.json",
+        "validation_summary.json",
     ]
     assert tree["README.md"] == _tree(paths.card_dir)["README.md"]
     assert tree["eval.json"] == hashlib.sha256(paths.eval_json.read_bytes()).hexdigest()
@@ -133,9 +135,9 @@ def test_failed_gate_publishes_nothing_to_the_hub_unless_forced(
             result = publish.run(cfg, paths)
         assert result.status == "not published" and not result.gate_passed
         assert [(t.target, t.status) for t in result.targets] == [("local", "written"), ("hub", "skipped")]
-        assert "ifeval prompt_level_strict_acc dropped" in result.targets[1].detail
-        assert any("delta -0.3750 (regressed)" in line for line in result.deltas)
-        assert "evaluation gate failed" in caplog.text and "delta -0.3750" in caplog.text
+        assert "ifeval must_not_drop failed: significant drop" in result.targets[1].detail
+        assert any("delta -0.3125 (regressed)" in line for line in result.deltas)
+        assert "evaluation gate failed" in caplog.text and "delta -0.3125" in caplog.text
         assert hub.requests == []  # not even contacted
         forced = publish.run(cfg, paths, force=True)
         assert forced.status == "published" and forced.forced
@@ -253,7 +255,12 @@ def test_mlflow_registry_versions_and_aliases(
 
     # a new evaluation that fails the gate: a new candidate, the champion stays where it was
     report = json.loads(paths.eval_json.read_text())
-    report["gate"] = {"passed": False, "reasons": ["ifeval dropped 0.2 > max_drop 0.05"]}
+    report["gate"] = {
+        "result": "failed",
+        "rules": [
+            {"task": "ifeval", "rule": "must_not_drop", "result": "failed", "detail": "significant drop"}
+        ],
+    }
     paths.eval_json.write_text(json.dumps(report))
     card.run(cfg, paths)
     failed = publish.run(cfg, paths)

@@ -52,6 +52,11 @@ class Paths:
     def data_summary(self) -> Path:
         return self.root / "reports" / "data.json"
 
+    @property
+    def run_metrics(self) -> Path:
+        """The flat headline numbers of a run (card stage): the only DVC metrics file."""
+        return self.root / "reports" / "metrics.json"
+
     # validate stage
     @property
     def clean_dir(self) -> Path:

@@ -2,7 +2,8 @@
 
 Layout (the same on disk, in the MLflow registry and on the Hub):
 
-    README.md  loss.png  eval.json  logicflow.json
+    README.md  loss.png  training_params.json  validation_summary.json    (card/, as the card stage wrote it)
+    eval.json  logicflow.json
     config.json  generation_config.json  model*.safetensors  tokenizer*.json  chat_template.jinja  ...
     adapter/adapter_config.json  adapter/adapter_model.safetensors  adapter/tokenizer*  ...
 

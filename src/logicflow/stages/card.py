@@ -1,11 +1,14 @@
-"""Stage `card`: render the model card (card/README.md + card/loss.png) from the run's recorded files.
+"""Stage `card`: render the model card (card/README.md, loss.png, the JSON files it links) from run files.
 
     logicflow stage card --profile smoke
 
 Reads reports/eval.json (required: no eval report, no benchmark claims, no card), reports/inference.json,
 reports/train/{params,metrics,mlflow_run}.json and loss.png, reports/data.json,
 reports/validation/summary.json, models/base (manifest), models/merged (chat template) and the digest of
-dvc.lock's earlier stages. The same inputs give a byte-identical card.
+dvc.lock's earlier stages. Beside the card it writes training_params.json and validation_summary.json (the
+full reports the card summarises, machine-local text scrubbed); the publish stage ships card/ as it is. The
+same inputs give a byte-identical card. It also writes reports/metrics.json, the run's headline numbers in
+one flat file (`logicflow.publishing.metrics`): what `dvc metrics show` and `dvc exp show` compare.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import logging
 import shutil
 from dataclasses import dataclass
 
-from logicflow.atomic import atomic_dir
+from logicflow.atomic import atomic_dir, write_json
 from logicflow.config import Config
 from logicflow.paths import Paths
-from logicflow.publishing.card import render_card, validate_card
+from logicflow.publishing.card import attachments, render_card, validate_card
 from logicflow.publishing.card_data import collect
+from logicflow.publishing.metrics import run_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +48,11 @@ def run(cfg: Config, paths: Paths) -> CardResult:
     card = validate_card(text, data.eval)
     with atomic_dir(paths.card_dir) as tmp:
         (tmp / CARD_FILE).write_text(text)
+        for name, content in attachments(data).items():
+            (tmp / name).write_text(content)
         if data.loss_plot:
             shutil.copyfile(data.loss_plot, tmp / LOSS_PLOT)
+    write_json(paths.run_metrics, run_metrics(data))
     for name in data.missing:
         logger.warning("card rendered without %s (the card says it was not recorded)", name)
     result = CardResult(

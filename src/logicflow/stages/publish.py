@@ -84,7 +84,11 @@ def deltas(report: EvalReport) -> list[str]:
 
 
 def _local(ctx: _Context) -> TargetResult:
-    note = "" if ctx.report.gate.passed else " (evaluation gate failed: for review, not for release)"
+    note = (
+        ""
+        if ctx.report.gate.passed
+        else f" (evaluation gate {ctx.report.gate.result}: for review, not for release)"
+    )
     where = str(ctx.paths.publish_dir)
     if ctx.local_unchanged:
         return TargetResult("local", "unchanged", f"{where} already holds this model{note}", where)
@@ -97,17 +101,17 @@ def _hub(ctx: _Context) -> TargetResult:
         return TargetResult(
             "hub",
             "skipped",
-            "evaluation gate failed: "
+            f"evaluation gate {ctx.report.gate.result}: "
             + "; ".join(ctx.report.gate.reasons)
             + "; nothing was pushed (use --force to publish anyway)",
             ctx.hub.url,
         )
     run_id = ctx.run["run_id"]
     message = f"Publish {ctx.cfg.card.model_name} from MLflow run {run_id}"
+    gate = ctx.report.gate
     description = (
         f"MLflow run: {run_id}"
-        + (f" ({ctx.run['run_url']})" if ctx.run.get("run_url") else "")
-        + f"\nEvaluation gate: {'passed' if ctx.report.gate.passed else 'failed (published with --force)'}"
+        + f"\nEvaluation gate: {'passed' if gate.passed else f'{gate.result} (published with --force)'}"
     )
     result = push_folder(ctx.hub, ctx.folder, ctx.plan.fingerprint, message, description=description)
     return TargetResult(
@@ -121,7 +125,7 @@ def _hub(ctx: _Context) -> TargetResult:
 def _mlflow(ctx: _Context) -> TargetResult:
     from logicflow.registry import register_model
 
-    gate = "passed" if ctx.report.gate.passed else "failed"
+    gate = ctx.report.gate.result
     result = register_model(
         ctx.paths,
         ctx.folder,
@@ -192,14 +196,17 @@ def run(cfg: Config, paths: Paths, force: bool = False) -> PublishResult:
         paths.adapter,
         paths.card_dir,
         paths.eval_json,
-        run={k: run_info.get(k) for k in ("run_id", "experiment_id", "run_url") if run_info.get(k)},
+        # the run URL points at this machine's MLflow server: it stays local, the run id travels
+        run={k: run_info.get(k) for k in ("run_id", "experiment_id") if run_info.get(k)},
         extra={"model_name": cfg.card.model_name, "repo_id": cfg.publish.repo_id, "base_model": base},
     )
 
     passed = report.gate.passed
     changes = deltas(report)
     if not passed:
-        logger.warning("evaluation gate failed: %s", "; ".join(report.gate.reasons) or "no reason recorded")
+        logger.warning(
+            "evaluation gate %s: %s", report.gate.result, "; ".join(report.gate.reasons) or "no reason"
+        )
         for line in changes:
             logger.warning("  %s", line)
         if force:

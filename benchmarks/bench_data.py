@@ -26,7 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
-    cfg = load_config(ROOT / "params.yaml", "cpu", ["data.source=offline", f"data.max_samples={args.rows}"])
+    # the hard mix: 100k distinct problems need its larger space; replay rows are a model's work, not data's
+    overrides = [
+        "data.source=offline",
+        f"data.max_samples={args.rows}",
+        "data.difficulty=hard",
+        "data.replay.rows=0",
+    ]
+    cfg = load_config(ROOT / "params.yaml", "cpu", overrides)
 
     generating = 0.0
     real_generate = generator.generate

@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             paths = Paths.from_root(tmp)
             heldout_fixture(paths.root, max(args.limit, 8))
         include = render_tasks(
-            [t.name for t in tasks], RenderSettings(args.max_new_tokens, 5.0, 512), paths, Path(tmp) / "tasks"
+            [t.name for t in tasks],
+            RenderSettings({t.name: args.max_new_tokens for t in tasks}, 5.0, 512),
+            paths,
+            Path(tmp) / "tasks",
         )
         manager = TaskManager(include_path=str(include), include_defaults=False)
         model = load_causal_lm(args.model).eval()

@@ -57,14 +57,14 @@ def generated_rows(n: int, seed: int) -> tuple[Any, dict[str, Any], list[str]]:
     from logicflow.datasets import convert_table, get_adapter
     from logicflow.datasets.generator import generate
 
-    problems = generate(n, seed=seed, split="train")
+    problems = generate(n, seed=seed, split="train", difficulty="hard")  # long rows; more than easy holds
     names = ("openo1", "openthoughts", "openr1_math")
     raw, unified = {}, []
     for i, name in enumerate(names):
         adapter = get_adapter(name)
         raw[name] = adapter.synthesize(problems[i::3])
         unified.append(convert_table(adapter, raw[name], f"generated {name}"))
-    heldout = [p.question for p in generate(EVAL_PROMPTS - HUMANEVAL, seed=seed, split="heldout")]
+    heldout = [p.question for p in generate(EVAL_PROMPTS - HUMANEVAL, seed, "heldout", difficulty="hard")]
     return pa.concat_tables(unified), raw, heldout
 
 

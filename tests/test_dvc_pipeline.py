@@ -69,6 +69,13 @@ def test_full_smoke_pipeline_end_to_end(repo: Path) -> None:
     out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
 
+    # `dvc metrics show` / `dvc exp show` compare the flat headline numbers only, not the detailed reports
+    import dvc.api
+
+    flat = json.loads((repo / "reports" / "metrics.json").read_text())
+    shown = dvc.api.metrics_show(repo=str(repo))
+    assert len(shown) == len(flat) and "gate" in flat and "logicflow_math_heldout.p" in flat
+
     run = json.loads((repo / "reports" / "train" / "mlflow_run.json").read_text())
     client = mlflow.MlflowClient(run["tracking_uri"])
     logged = client.get_run(run["run_id"])

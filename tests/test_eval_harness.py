@@ -50,7 +50,9 @@ def test_rendered_tasks_load_in_lm_eval_with_absolute_paths(tmp_path: Path) -> N
     from lm_eval.tasks import TaskManager
 
     paths = heldout(tmp_path / "root")
-    folder = render_tasks(list(REGISTRY), RenderSettings(24, 3.0, 256), paths, tmp_path / "tasks")
+    folder = render_tasks(
+        list(REGISTRY), RenderSettings(dict.fromkeys(REGISTRY, 24), 3.0, 256), paths, tmp_path / "tasks"
+    )
     text = (folder / "logicflow_math_heldout.yaml").read_text()
     assert json.dumps(str(paths.heldout_math)) in text and "max_gen_toks: 24" in text and "@@" not in text
     assert json.loads((folder / "settings.json").read_text()) == {
@@ -65,7 +67,10 @@ def test_rendered_tasks_load_in_lm_eval_with_absolute_paths(tmp_path: Path) -> N
 def test_missing_heldout_data_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match="logicflow stage data"):
         render_tasks(
-            ["logicflow_math_heldout"], RenderSettings(8, 1.0, 128), Paths.from_root(tmp_path), tmp_path / "t"
+            ["logicflow_math_heldout"],
+            RenderSettings({"logicflow_math_heldout": 8}, 1.0, 128),
+            Paths.from_root(tmp_path),
+            tmp_path / "t",
         )
 
 

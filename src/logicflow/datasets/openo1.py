@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from logicflow.datasets.base import DatasetAdapter, Parsed, boxed, last_boxed, text_field
+from logicflow.datasets.base import MATH_PREFIX, DatasetAdapter, Parsed, boxed, last_boxed, text_field
 from logicflow.datasets.generator import Problem
 from logicflow.errors import DataError
 
@@ -36,7 +36,7 @@ def synthesize(problems: Sequence[Problem]) -> pa.Table:
         output = f"{p.steps[-1]}\n\nThe answer is {boxed(p.answer)}."
         rows.append(
             {
-                "instruction": p.question,
+                "instruction": MATH_PREFIX + p.question,
                 "output": f"<Thought>\n{thought}\n</Thought>\n<Output>\n{output}\n</Output>",
             }
         )

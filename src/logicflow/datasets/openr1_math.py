@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from logicflow.datasets.base import DatasetAdapter, Parsed, boxed, last_boxed, text_field
+from logicflow.datasets.base import MATH_PREFIX, DatasetAdapter, Parsed, boxed, last_boxed, text_field
 from logicflow.datasets.generator import Problem
 from logicflow.errors import DataError
 
@@ -70,7 +70,7 @@ def synthesize(problems: Sequence[Problem]) -> pa.Table:
         ]
         rows.append(
             {
-                "problem": p.question,
+                "problem": MATH_PREFIX + p.question,
                 "solution": "\n".join(p.steps) + f"\n\nThe answer is ${boxed(p.answer)}$.",
                 "answer": p.answer,
                 "problem_type": PROBLEM_TYPES[p.kind],
@@ -84,7 +84,7 @@ def synthesize(problems: Sequence[Problem]) -> pa.Table:
                 "finish_reasons": ["stop"] * count,
                 "correctness_count": count,
                 "messages": [
-                    {"content": p.question, "role": "user"},
+                    {"content": MATH_PREFIX + p.question, "role": "user"},
                     {"content": generations[0], "role": "assistant"},
                 ],
             }

@@ -17,13 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from logicflow.datasets.base import DatasetAdapter, Parsed, boxed, last_boxed
+from logicflow.datasets.base import MATH_PREFIX, DatasetAdapter, Parsed, boxed, last_boxed
 from logicflow.datasets.generator import Problem
 from logicflow.errors import DataError
 
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
 SCHEMA = pa.schema([("system", pa.string()), ("conversations", pa.list_(TURN))])
-MATH_PREFIX = "Return your final response within \\boxed{}. "
 # The same on every upstream row (its first sentence is checked, the rest as widely reproduced).
 SYSTEM_PROMPT = (
     "Your role as an assistant involves thoroughly exploring questions through a systematic long thinking "

@@ -161,15 +161,23 @@ def _fmt_ci(ci: Interval) -> str:
     return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
 
 
-def _must_improve(row: ResultRow) -> tuple[Verdict, str]:
-    summary = (
+def _summary(row: ResultRow) -> str:
+    """`accuracy 0.170 -> 0.515, delta 95% CI [+0.270, +0.420], p = 2.8e-15, n = 200`"""
+    return (
         f"{row.metric} {row.base.value:.3f} -> {row.tuned.value:.3f}, "
         f"delta 95% CI {_fmt_ci(row.delta_ci)}, p = {row.p_value:.2g}, n = {row.n}"
     )
+
+
+NO_SIGNAL = "no signal (both models at the floor or ceiling)"
+
+
+def _must_improve(row: ResultRow) -> tuple[Verdict, str]:
+    summary = _summary(row)
     if row.status == "improved":
         return "passed", f"significant gain: {summary}"
     if row.status == "inconclusive":
-        return "inconclusive", f"no signal (both models at the floor or ceiling): {summary}"
+        return "inconclusive", f"{NO_SIGNAL}: {summary}"
     gained = (row.delta > 0) == row.higher_is_better and row.delta != 0
     if gained:
         return "inconclusive", f"gain not significant: {summary}"
@@ -178,14 +186,11 @@ def _must_improve(row: ResultRow) -> tuple[Verdict, str]:
 
 def _must_not_drop(row: ResultRow, max_drop: float) -> tuple[Verdict, str]:
     worst = row.drop_ci[1]
-    summary = (
-        f"{row.metric} {row.base.value:.3f} -> {row.tuned.value:.3f}, p = {row.p_value:.2g}, n = {row.n}; "
-        f"the drop is at most {worst:.3f} (95%)"
-    )
+    summary = f"{_summary(row)}; the drop is at most {worst:.3f} (95%)"
     if row.status == "dropped":
         return "failed", f"significant drop: {summary}"
     if row.status == "inconclusive":
-        return "inconclusive", f"no signal (both models at the floor or ceiling): {summary}"
+        return "inconclusive", f"{NO_SIGNAL}: {summary}"
     if worst <= max_drop + 1e-12:
         return "passed", f"{summary} <= max_drop {max_drop}"
     return "inconclusive", f"{summary} > max_drop {max_drop}: n too small to rule it out"

@@ -174,12 +174,15 @@ def test_eval_document_follows_the_contract() -> None:
     }  # fmt: skip
     assert row["base"] == {
         "value": 0.25,
-        "ci": [round(v, 6) for v in wilson(1, 4)],
+        "ci": [float(f"{v:.6g}") for v in wilson(1, 4)],
         "seconds": 2.5,
         "cut_off": 0.0,
         "no_answer": None,
     }
     assert doc["not_run"] == [{"task": "gsm8k", "reason": "offline"}]
+    big = compare([task_run("math", pairs(0, 0, 60, 140)[0])], [task_run("math", pairs(0, 0, 60, 140)[1])])
+    tiny_p = eval_document({}, {}, big, [], gate)["results"][0]["p_value"]
+    assert tiny_p == pytest.approx(2 * 0.5**60, rel=1e-5) and tiny_p > 0  # significant digits, not decimals
     assert doc["gate"]["result"] == "failed" and doc["gate"]["passed"] is False
     assert doc["gate"]["rules"][0]["rule"] == "must_improve"
 

@@ -239,8 +239,9 @@ def eval_document(
 
 
 def _round(value: Any) -> Any:
+    """Six significant digits (not decimals: a p-value of 6e-13 must not become 0)."""
     if isinstance(value, float):
-        return round(value, 6)
+        return float(f"{value:.6g}")
     if isinstance(value, dict):
         return {k: _round(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 EVAL = [
     "eval.tasks=[logicflow_math_heldout, ifeval]",
-    "eval.per_task={logicflow_math_heldout: {limit: 48, max_new_tokens: 48}, ifeval: {max_new_tokens: 96}}",
+    "eval.per_task={logicflow_math_heldout: {limit: 48, max_new_tokens: 48}, ifeval: {max_new_tokens: 256}}",
     "eval.batch_size=16",
     "publish.gate={must_improve: [logicflow_math_heldout], must_not_drop: [ifeval], max_drop: 0.15}",
 ]
@@ -90,6 +90,7 @@ def test_damaged_model_fails_the_gate_on_significant_drops(damaged_eval: dict) -
     gate = damaged_eval["gate"]
     assert gate["result"] == "failed" and not gate["passed"]
     rules = {(r["task"], r["rule"]): r for r in gate["rules"]}
+    print(json.dumps(gate["rules"], indent=1))  # shown when an assertion below fails
     drop = rules[("ifeval", "must_not_drop")]
     assert drop["result"] == "failed" and drop["detail"].startswith("significant drop")
     assert rules[("logicflow_math_heldout", "must_improve")]["result"] == "failed"

@@ -430,21 +430,6 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _sample_stderr(samples: list[dict[str, Any]], metric: str) -> float | None:
-    """Standard error from per-sample values when lm-eval gives none (e.g. IFEval's instruction-level
-    accuracy, whose values are lists: all instructions pooled, treated as independent)."""
-    values: list[float] = []
-    for sample in samples:
-        value = sample.get(metric)
-        items = value if isinstance(value, list) else [value]
-        values.extend(float(v) for v in items if isinstance(v, bool | int | float))
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return math.sqrt(variance / len(values))
-
-
 def _item_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         numbers = [_number(float(v)) if isinstance(v, bool) else _number(v) for v in value]
@@ -490,9 +475,7 @@ def parse_results(results: dict[str, Any], name: str, lm_eval_name: str) -> list
             if split is None or value is None:
                 continue
             metric, filter_name = split
-            stderr = _number(entry.get(f"{metric}_stderr,{filter_name}"))
-            if stderr is None and samples:
-                stderr = _sample_stderr(samples, metric)
+            stderr = _number(entry.get(f"{metric}_stderr,{filter_name}"))  # lm-eval's own; reports pair items
             label = metric_name(metric, filter_name)
             metrics[label] = Measurement(value, stderr)
             higher[label] = bool(better.get(metric, True))

@@ -19,6 +19,7 @@ A task named in a rule but not evaluated fails its rule: the stage cannot vouch 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -236,6 +237,31 @@ def eval_document(
         "gate": gate.as_dict(),
         **extra,
     }
+
+
+def heldout_examples(samples: Path, count: int = 3) -> list[dict[str, Any]]:
+    """The first `count` held-out math items of `samples/<model>/`, base answer beside tuned answer (the
+    first by item order, not picked by outcome)."""
+
+    def read(label: str) -> list[dict[str, Any]]:
+        path = samples / label / "logicflow_math_heldout.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def side(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "response": record["response"],
+            "predicted": record.get("predicted"),
+            "correct": bool(record["metrics"].get("accuracy")),
+        }
+
+    tuned = {record["doc_id"]: record for record in read("tuned")}
+    pairs = [(base, tuned[base["doc_id"]]) for base in read("base") if base["doc_id"] in tuned]
+    return [
+        {"question": base["question"], "gold": base.get("gold"), "base": side(base), "tuned": side(other)}
+        for base, other in sorted(pairs, key=lambda pair: pair[0]["doc_id"])[:count]
+    ]
 
 
 def _round(value: Any) -> Any:

@@ -160,3 +160,16 @@ def render_tasks(names: Iterable[str], settings: RenderSettings, paths: Paths, f
 def rendered_data_files(folder: Path) -> list[Path]:
     """The data file of each task rendered into `folder`, in task order."""
     return [Path(p) for p in json.loads((folder / "data_files.json").read_text()).values()]
+
+
+def task_titles(offline: list[OfflineTask], evaluated: dict[str, int], folder: Path) -> dict[str, Any]:
+    """What each offline task's items are (e.g. "HumanEval, first 32 of 164"), for reports and the card;
+    `evaluated` holds the items scored per task, `folder` the rendered data (all the items there are)."""
+    totals = [
+        sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        for path in rendered_data_files(folder)
+    ]
+    return {
+        task.name: {"title": task.title(evaluated.get(task.name, total), total), "dataset_id": None}
+        for task, total in zip(offline, totals, strict=True)
+    }

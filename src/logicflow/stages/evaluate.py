@@ -46,6 +46,7 @@ from logicflow.evaluation.report import (
     delta_chart,
     eval_document,
     evaluate_gate,
+    heldout_examples,
     inference_markdown,
     markdown_table,
 )
@@ -56,6 +57,7 @@ from logicflow.evaluation.tasks import (
     get_task,
     render_tasks,
     rendered_data_files,
+    task_titles,
 )
 from logicflow.paths import Paths
 
@@ -198,43 +200,6 @@ def _evaluate_model(
     del lm, model
     summary["_total"] = {"seconds": round(time.perf_counter() - start, 3)}
     return runs, failed, summary
-
-
-def task_titles(offline: list[OfflineTask], rows: list[ResultRow], include: Path) -> dict[str, Any]:
-    """What each offline task's items are (e.g. "HumanEval, first 32 of 164"), for reports and the card."""
-    n = {row.task: row.n for row in rows if row.primary}
-    totals = [
-        sum(1 for line in f.read_text(encoding="utf-8").splitlines() if line.strip())
-        for f in rendered_data_files(include)
-    ]
-    return {
-        task.name: {"title": task.title(n.get(task.name, total), total), "dataset_id": None}
-        for task, total in zip(offline, totals, strict=True)
-    }
-
-
-def heldout_examples(samples: Path, count: int = 3) -> list[dict[str, Any]]:
-    """The first `count` held-out math items, base answer beside tuned answer (not picked by outcome)."""
-
-    def read(label: str) -> list[dict[str, Any]]:
-        path = samples / label / "logicflow_math_heldout.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-    def side(record: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "response": record["response"],
-            "predicted": record.get("predicted"),
-            "correct": bool(record["metrics"].get("accuracy")),
-        }
-
-    tuned = {record["doc_id"]: record for record in read("tuned")}
-    pairs = [(base, tuned[base["doc_id"]]) for base in read("base") if base["doc_id"] in tuned]
-    return [
-        {"question": base["question"], "gold": base.get("gold"), "base": side(base), "tuned": side(other)}
-        for base, other in sorted(pairs, key=lambda pair: pair[0]["doc_id"])[:count]
-    ]
 
 
 def _cache_key(cfg: Config, model_sha: str, include: Path) -> str:
@@ -391,7 +356,7 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
             rows=rows,
             not_run=not_run,
             gate=gate,
-            tasks=task_titles(offline, rows, include),
+            tasks=task_titles(offline, {row.task: row.n for row in rows if row.primary}, include),
             examples=examples,
             versions=selftest["versions"],
             selftest={"passed": selftest["passed"], "checks": selftest["checks"]},

@@ -74,6 +74,13 @@ def test_paired_bootstrap_for_non_binary_items_is_seeded_and_pooled() -> None:
     assert first.delta_ci[0] < 0 < first.delta_ci[1] and first.p_value > 0.5
 
 
+def test_bootstrap_interval_of_a_zero_score_starts_at_exactly_zero() -> None:
+    base = [[0, 0], [0], [0, 0, 0]]
+    tuned = [[1, 0], [0], [0, 0, 0]]
+    paired = compare_items(base, tuned)
+    assert paired.base_ci == (0.0, 0.0) and paired.tuned_ci[0] == 0.0 <= paired.tuned <= paired.tuned_ci[1]
+
+
 def test_floor_for_both_models_is_inconclusive_not_no_change() -> None:
     (row,) = compare([task_run("math", [0] * 32)], [task_run("math", [0] * 32)])
     assert row.status == "inconclusive" and row.p_value == 1.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 Interval = tuple[float, float]
@@ -97,8 +97,29 @@ def _bootstrap(
     return ci(b), ci(t), ci(d), p
 
 
+def _tidy(paired: Paired) -> Paired:
+    """Scores and bounds to 12 decimals: float dust (5.6e-17 for a zero) must not put a bound past a score."""
+
+    def r(x: float) -> float:
+        return round(x, 12) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+    return replace(
+        paired,
+        base=r(paired.base),
+        tuned=r(paired.tuned),
+        delta=r(paired.delta),
+        base_ci=(r(paired.base_ci[0]), r(paired.base_ci[1])),
+        tuned_ci=(r(paired.tuned_ci[0]), r(paired.tuned_ci[1])),
+        delta_ci=(r(paired.delta_ci[0]), r(paired.delta_ci[1])),
+    )
+
+
 def compare_items(base_items: Sequence[Any], tuned_items: Sequence[Any]) -> Paired:
     """Paired comparison of two models' per-item scores on the same items, in the same order."""
+    return _tidy(_compare(base_items, tuned_items))
+
+
+def _compare(base_items: Sequence[Any], tuned_items: Sequence[Any]) -> Paired:
     if len(base_items) != len(tuned_items):
         raise ValueError(f"paired scores need the same items: {len(base_items)} vs {len(tuned_items)}")
     n = len(base_items)

@@ -579,7 +579,19 @@ def stop(paths: Paths, services: Iterable[str] = SERVICES) -> dict[str, bool]:
         write_json(layout.state_file, state)
     else:
         layout.state_file.unlink(missing_ok=True)
+        _reap(stray_processes(paths))  # e.g. a flow-run subprocess still winding down when `serve` went
     return stopped
+
+
+def _reap(procs: list[psutil.Process], grace_s: float = 10.0) -> None:
+    """Terminate what is left of this project's servers, then kill what outlives `grace_s`."""
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
 
 
 def stray_processes(paths: Paths) -> list[psutil.Process]:

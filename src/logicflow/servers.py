@@ -579,7 +579,7 @@ def stop(paths: Paths, services: Iterable[str] = SERVICES) -> dict[str, bool]:
         write_json(layout.state_file, state)
     else:
         layout.state_file.unlink(missing_ok=True)
-        _reap(stray_processes(paths))  # e.g. a flow-run subprocess still winding down when `serve` went
+        _reap(stray_processes(paths))  # a server that outlived its group's signal (seen once: MLflow)
     return stopped
 
 

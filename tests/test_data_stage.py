@@ -4,13 +4,14 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from huggingface_hub import HfApi
 
 from logicflow.config import DataConfig, load_config
-from logicflow.datasets import ADAPTERS, UNIFIED_SCHEMA, DatasetAdapter, read_parquet
+from logicflow.datasets import ADAPTERS, UNIFIED_SCHEMA, read_parquet
 from logicflow.datasets.generator import generate, is_heldout
 from logicflow.errors import DataError
 from logicflow.paths import Paths
@@ -88,9 +89,7 @@ def test_failure_mid_run_leaves_previous_outputs_untouched(tmp_path: Path, monke
         raise DataError("field 'messages' is broken")
 
     monkeypatch.setitem(ADAPTERS, "openr1_math", dataclasses.replace(ADAPTERS["openr1_math"], parse=broken))
-    with pytest.raises(
-        DataError, match=r"openr1_math\.parquet: openr1_math row 0: field 'messages' is broken"
-    ):
+    with pytest.raises(DataError, match=r"field 'messages' is broken"):
         data.run(smoke("data.max_samples=30", "data.seed=5"), paths)
     assert output_bytes(paths) == before
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
@@ -106,28 +105,46 @@ def test_corrupted_raw_parquet_names_the_file(tmp_path: Path) -> None:
         read_parquet(path, b"truncated")
 
 
-def test_hub_source_uses_load_hub_and_still_generates_heldout(tmp_path: Path, monkeypatch) -> None:
-    def fake_hub(
-        self: DatasetAdapter, max_samples: int
-    ) -> pa.Table:  # streamed rows: types inferred, not pinned
-        return pa.Table.from_pylist(self.synthesize(generate(max_samples, seed=99)).to_pylist())
+SHA = "a" * 40
 
-    monkeypatch.setattr(DatasetAdapter, "load_hub", fake_hub)
-    paths = Paths.from_root(tmp_path)
-    result = data.run(smoke("data.source=hub"), paths)
-    assert result.source == "hub" and sum(result.rows.values()) == 48
-    assert json.loads(paths.data_summary.read_text())["source"] == "hub"
-    assert len(paths.heldout_math.read_text().splitlines()) == 8
+
+@pytest.fixture
+def local_hub(tmp_path: Path, monkeypatch) -> Path:
+    """The network edge, replaced: a local dataset folder per dataset stands in for its Hub repo (streamed by
+    the real `datasets` loader), and `HfApi.dataset_info` answers with a fixed commit."""
+    for name, adapter in list(ADAPTERS.items()):
+        folder = tmp_path / "hub" / name
+        folder.mkdir(parents=True)
+        for shard in range(2):
+            rows = adapter.synthesize(generate(40, seed=90 + shard)).to_pylist()
+            text = "".join(json.dumps(row) + "\n" for row in rows)
+            (folder / f"train-{shard}.jsonl").write_text(text)
+        replaced = dataclasses.replace(adapter, hub_id=str(folder), config_name=None, data_files=None)
+        monkeypatch.setitem(ADAPTERS, name, replaced)
+    monkeypatch.setattr(HfApi, "dataset_info", lambda self, repo_id, revision=None: SimpleNamespace(sha=SHA))
+    return tmp_path
+
+
+def test_hub_source_pins_the_commit_and_selects_rows_with_the_seed(local_hub: Path) -> None:
+    def run(root: str, seed: int) -> dict:
+        paths = Paths.from_root(local_hub / root)
+        result = data.run(smoke("data.source=hub", f"data.seed={seed}"), paths)
+        assert result.source == "hub" and sum(result.rows.values()) == 48
+        assert len(paths.heldout_math.read_text().splitlines()) == 8  # always generated
+        return json.loads(paths.data_summary.read_text())["datasets"]
+
+    first, again, other = run("a", 0), run("b", 0), run("c", 1)
+    assert first["openo1"]["revision_sha"] == SHA and first["openo1"]["revision"] == "main"
+    assert [d["raw_sha256"] for d in first.values()] == [d["raw_sha256"] for d in again.values()]
+    assert all(first[n]["raw_sha256"] != other[n]["raw_sha256"] for n in first)
 
 
 def test_hub_failure_is_a_clear_data_error(tmp_path: Path, monkeypatch) -> None:
-    def unreachable(self: DatasetAdapter, max_samples: int) -> pa.Table:
+    def unreachable(*args, **kwargs) -> None:  # the network edge
         raise ConnectionError("no route to host")
 
-    monkeypatch.setattr(DatasetAdapter, "load_hub", unreachable)
-    with pytest.raises(
-        DataError, match=r"openo1: could not load O1-OPEN/OpenO1-SFT@main .*data.source=offline"
-    ):
+    monkeypatch.setattr(HfApi, "dataset_info", unreachable)
+    with pytest.raises(DataError, match=r"O1-OPEN/OpenO1-SFT@main .*data.source=offline"):
         data.run(smoke("data.source=hub"), Paths.from_root(tmp_path))
     assert not (tmp_path / "data").exists()
 

@@ -1,5 +1,6 @@
 """Dataset adapters: exact upstream schemas and tags, conversion of real-shaped rows, clear failures."""
 
+import json
 import re
 from typing import Any
 
@@ -8,12 +9,14 @@ import pytest
 
 from logicflow.datasets import (
     ADAPTERS,
+    REJECTED_SCHEMA,
     UNIFIED_SCHEMA,
     DatasetAdapter,
     convert_table,
     get_adapter,
     parquet_bytes,
     read_parquet,
+    upstream_rows,
 )
 from logicflow.datasets.base import last_boxed
 from logicflow.datasets.generator import Problem, generate
@@ -33,11 +36,11 @@ def problems() -> list[Problem]:
 
 
 def convert_rows(adapter: DatasetAdapter, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    table = convert_table(
+    converted = convert_table(
         adapter, pa.Table.from_pylist(rows, schema=adapter.schema), f"{adapter.name}.parquet"
     )
-    assert table.schema.equals(UNIFIED_SCHEMA)
-    return table.to_pylist()
+    assert converted.unified.schema.equals(UNIFIED_SCHEMA) and converted.rejected == []
+    return converted.unified.to_pylist()
 
 
 @pytest.mark.parametrize("name", list(ADAPTERS))
@@ -53,7 +56,7 @@ def test_synthesized_rows_have_the_exact_upstream_schema(
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_synthesized_rows_convert_to_valid_unified_rows(name: str, problems: list[Problem]) -> None:
     adapter = get_adapter(name)
-    rows = convert_table(adapter, adapter.synthesize(problems), "generated").to_pylist()
+    rows = convert_table(adapter, adapter.synthesize(problems), "generated").unified.to_pylist()
     assert len({row["id"] for row in rows}) == len(rows)
     for row, problem in zip(rows, problems, strict=True):
         assert row["id"].startswith(f"{name}-") and row["source"] == name
@@ -200,7 +203,7 @@ def test_large_string_columns_are_accepted() -> None:
             "output": pa.array([OPENO1_ROW["output"]], pa.large_string()),
         }
     )
-    assert convert_table(get_adapter("openo1"), table, "x.parquet").num_rows == 1
+    assert convert_table(get_adapter("openo1"), table, "x.parquet").unified.num_rows == 1
 
 
 def test_duplicate_rows_get_distinct_stable_ids() -> None:
@@ -214,7 +217,7 @@ def test_duplicate_rows_get_distinct_stable_ids() -> None:
 
 @pytest.mark.parametrize(
     ("name", "column"),
-    [("openo1", "output"), ("openthoughts", "conversations"), ("openr1_math", "correctness_llama")],
+    [("openo1", "output"), ("openthoughts", "conversations"), ("openr1_math", "problem")],
 )
 def test_missing_column_names_the_column_and_the_file(
     name: str, column: str, problems: list[Problem]
@@ -228,6 +231,12 @@ def test_missing_column_names_the_column_and_the_file(
         convert_table(adapter, renamed, f"data/raw/{name}.parquet")
 
 
+def test_an_absent_optional_column_reads_as_null() -> None:
+    adapter = get_adapter("openr1_math")
+    table = pa.Table.from_pylist([OPENR1_ROW], schema=adapter.schema).drop_columns(["correctness_llama"])
+    assert convert_table(adapter, table, "r1.parquet").unified.num_rows == 1
+
+
 def test_wrong_column_type_names_the_column() -> None:
     adapter = get_adapter("openr1_math")
     table = pa.Table.from_pylist([OPENR1_ROW], schema=adapter.schema)
@@ -236,47 +245,105 @@ def test_wrong_column_type_names_the_column() -> None:
         convert_table(adapter, table, "f.parquet")
 
 
-@pytest.mark.parametrize(
-    ("name", "row", "message"),
-    [
-        (
-            "openo1",
-            OPENO1_ROW | {"output": "<Thought>\nhmm\n</Thought>\n<Output>\n</Output>"},
-            r"openo1 row 1: field 'output' has no answer",
-        ),
-        (
-            "openo1",
-            OPENO1_ROW | {"output": "The answer is 12."},
-            r"openo1 row 1: field 'output' has no <Thought>",
-        ),
-        ("openo1", OPENO1_ROW | {"instruction": None}, r"openo1 row 1: field 'instruction' is missing"),
-        (
-            "openthoughts",
-            OPENTHOUGHTS_ROW | {"conversations": OPENTHOUGHTS_ROW["conversations"][:1]},
-            r"openthoughts row 1: field 'conversations' has no assistant turn",
-        ),
-        (
-            "openr1_math",
-            OPENR1_ROW | {"messages": OPENR1_ROW["messages"][:1], "correctness_math_verify": [False, False]},
-            r"openr1_math row 1: field 'messages' has no assistant turn",
-        ),
-        (
-            "openr1_math",
-            OPENR1_ROW
-            | {
-                "messages": [
-                    {"role": "user", "content": "x"},
-                    {"role": "assistant", "content": "<think>\nonly thinking"},
-                ]
-            },
-            r"openr1_math row 1: field 'messages' assistant turn has no </think>",
-        ),
-    ],
-)
-def test_row_without_an_answer_names_the_row_and_the_field(name: str, row: dict, message: str) -> None:
-    good = {"openo1": OPENO1_ROW, "openthoughts": OPENTHOUGHTS_ROW, "openr1_math": OPENR1_ROW}[name]
-    with pytest.raises(DataError, match=rf"^{name}\.parquet: {message}"):
-        convert_rows(get_adapter(name), [good, row])
+THINKING_ONLY = "<|begin_of_thought|>\n\nhmm\n\n<|end_of_thought|>"
+DEFECTS = [  # (dataset, defect as seen in the real upstream files, reason code)
+    ("openo1", {"output": "<Thought>\nhmm, 3 + 4 = 7 and then"}, "parse.thought_unclosed"),
+    ("openo1", {"output": "The answer is 12."}, "parse.thought_missing"),
+    ("openo1", {"instruction": ""}, "parse.empty_instruction"),
+    ("openo1", {"instruction": None}, "parse.empty_instruction"),
+    ("openo1", {"output": "<Thought>\nhmm\n</Thought>\n<Output>\n</Output>"}, "parse.empty_answer"),
+    ("openo1", {"output": "<Thought>\nhmm\n</Thought>\n   "}, "parse.empty_answer"),
+    ("openthoughts", {"conversations": OPENTHOUGHTS_ROW["conversations"][:1]}, "parse.no_assistant_turn"),
+    ("openthoughts", {"conversations": OPENTHOUGHTS_ROW["conversations"][1:]}, "parse.no_user_turn"),
+    (
+        "openthoughts",
+        {
+            "conversations": [
+                OPENTHOUGHTS_ROW["conversations"][0],
+                {"from": "assistant", "value": THINKING_ONLY},
+            ]
+        },
+        "parse.solution_missing",
+    ),
+    (
+        "openthoughts",
+        {"conversations": [OPENTHOUGHTS_ROW["conversations"][0], {"from": "assistant", "value": 42}]},
+        "parse.type_error",
+    ),
+    ("openr1_math", {"problem": None}, "parse.empty_problem"),
+    (
+        "openr1_math",
+        {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "<think>\nonly"}]},
+        "parse.think_unclosed",
+    ),
+    (
+        "openr1_math",
+        {"messages": OPENR1_ROW["messages"][:1], "correctness_math_verify": [False, False]},
+        "parse.no_assistant_turn",
+    ),
+    ("openr1_math", {"generations": "not a list"}, "parse.type_error"),
+]
+GOOD_ROWS = {"openo1": OPENO1_ROW, "openthoughts": OPENTHOUGHTS_ROW, "openr1_math": OPENR1_ROW}
+
+
+@pytest.mark.parametrize(("name", "defect", "code"), DEFECTS)
+def test_a_malformed_row_is_set_aside_with_its_reason_and_the_rest_converts(
+    name: str, defect: dict[str, Any], code: str
+) -> None:
+    adapter, good = get_adapter(name), GOOD_ROWS[name]
+    bad = good | defect
+    upstream = upstream_rows(adapter, [good, bad, good], f"{name}.jsonl")
+    converted = convert_table(adapter, upstream.table, f"{name}.parquet", upstream.indices)
+    rejected = upstream.rejected + converted.rejected
+    assert converted.unified.num_rows == 2  # in = converted + set aside
+    assert [(r["dataset"], r["index"], r["reason"]) for r in rejected] == [(name, 1, code)]
+    assert rejected[0]["detail"].startswith(f"{name} row 1: ")
+    assert json.loads(rejected[0]["raw"])  # the row itself, as JSON text: nothing lost
+    assert pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA).num_rows == 1
+
+
+def test_tag_variants_are_normalised_and_counted() -> None:
+    variants = {
+        "openo1": OPENO1_ROW | {"output": "< thought >\nhmm\n</THOUGHT>\n<output>\n\\boxed{4}\n</Output>"},
+        "openthoughts": OPENTHOUGHTS_ROW
+        | {
+            "conversations": [
+                OPENTHOUGHTS_ROW["conversations"][0],
+                {
+                    "from": "assistant",
+                    "value": "<|Begin_of_Thought|>\nhmm\n<| end_of_thought |>\n<|BEGIN_OF_SOLUTION|>\n4\n",
+                },
+            ]
+        },
+        "openr1_math": OPENR1_ROW
+        | {
+            "messages": [
+                {"role": "user", "content": "x"},
+                {"role": "assistant", "content": "<Think>a</ think>4"},
+            ]
+        },
+    }
+    for name, row in variants.items():
+        adapter = get_adapter(name)
+        upstream = upstream_rows(adapter, [GOOD_ROWS[name], row], f"{name}.jsonl")
+        assert upstream.normalised == 1 and upstream.rejected == []
+        converted = convert_table(adapter, upstream.table, name, upstream.indices)
+        assert converted.rejected == [] and converted.unified.num_rows == 2
+        assert converted.unified.column("thinking")[1].as_py() in {"hmm", "a"}
+
+
+def test_a_column_missing_from_every_row_stops_the_stage_naming_file_and_column() -> None:
+    rows = [{"instruction": "q", "answer": "no output column"}] * 3
+    with pytest.raises(DataError, match=r"mine\.jsonl: openo1 column 'output' is missing from every row"):
+        upstream_rows(get_adapter("openo1"), rows, "mine.jsonl")
+
+
+def test_a_column_of_the_wrong_type_in_every_row_stops_the_stage() -> None:
+    rows = [OPENR1_ROW | {"generations": "text"}] * 2
+    with pytest.raises(
+        DataError, match=r"r1\.jsonl: openr1_math column 'generations' holds no value of type"
+    ):
+        upstream_rows(get_adapter("openr1_math"), rows, "r1.jsonl")
 
 
 def test_unknown_dataset_lists_the_valid_names() -> None:

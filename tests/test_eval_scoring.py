@@ -179,7 +179,7 @@ def test_every_ifeval_prompt_uses_real_checkers_with_all_their_arguments() -> No
     from lm_eval.tasks.ifeval import instructions_registry
 
     rows = ifeval_task.prompts()
-    assert 20 <= len(rows) <= 40
+    assert len(rows) >= 150  # enough prompts that a small drop can be told from no drop
     assert len({row["key"] for row in rows}) == len(rows)
     for row in rows:
         assert len(row["instruction_id_list"]) == len(row["kwargs"]) >= 1

@@ -324,6 +324,28 @@ def test_truncate_mode_keeps_long_rows_whose_answer_fits(tmp_path: Path, tokeniz
     assert result.summary["length"]["truncated"] == 2 and result.summary["length"]["overlong"] == "truncate"
 
 
+def test_drop_mode_leaves_long_rows_out_without_failing_the_threshold(
+    tmp_path: Path, tokenizer_dir: Path
+) -> None:
+    paths = new_project(tmp_path, tokenizer_dir)
+    rows = synth.make_rows(12, seed=6)
+    for row in rows["unified"][:5]:  # 5 of 12 over the cutoff: above a 0.2 quarantine threshold
+        row["thinking"] = synth.phrase(random.Random(3), 2_000)
+    synth.write_project(paths, rows, HELDOUT)
+    long_ids = {row["id"] for row in rows["unified"][:5]}
+    result = run(
+        config("validate.overlong=drop", "train.cutoff_len=512", "validate.max_quarantine_fraction=0.2"),
+        paths,
+    )
+    q = quarantine(paths)
+    assert set(q) == long_ids and all(
+        q[i]["reasons"] == ["overlong_dropped"] for i in long_ids
+    )  # nothing lost
+    assert not long_ids & set(clean_ids(paths))
+    assert result.summary["dropped_overlong"] == 5 == result.summary["length"]["dropped"]
+    assert result.quarantine_fraction == 0.0
+
+
 def test_missing_column_is_a_schema_error(tmp_path: Path, tokenizer_dir: Path) -> None:
     paths, _ = small_project(tmp_path, tokenizer_dir)
     table = pq.read_table(paths.messages("train"))

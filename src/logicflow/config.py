@@ -42,6 +42,11 @@ class ModelConfig(Section):
 class DatasetSource(Section):
     weight: float = Field(1.0, gt=0, description="share of `data.max_samples` drawn from this dataset")
     max_samples: PosInt | None = Field(None, description="cap on rows taken from this dataset")
+    path: str | None = Field(
+        None,
+        description="a local file in this dataset's upstream schema (JSONL, JSON, Parquet or a saved HF "
+        "dataset directory), relative to the project root; put it under data/local so DVC tracks it",
+    )
 
 
 class ReplayConfig(Section):
@@ -85,7 +90,11 @@ class ValidateConfig(Section):
 
     max_quarantine_fraction: Fraction = 0.2
     mostly: dict[str, Fraction] = Field(default_factory=dict, description="per-expectation `mostly`")
-    overlong: Literal["quarantine", "truncate"] = "quarantine"
+    overlong: Literal["quarantine", "truncate", "drop"] = Field(
+        "quarantine",
+        description="rows over train.cutoff_len: quarantine | truncate (when the answer starts before the "
+        "cut) | drop (quarantined as overlong_dropped, not counted against max_quarantine_fraction)",
+    )
     dedupe: bool = True
     decontam_ngram: int = Field(13, ge=4, le=64)
     decontam_min_overlap: float = Field(

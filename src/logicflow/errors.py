@@ -13,6 +13,14 @@ class DataError(LogicFlowError):
     """Malformed source data: names the file, row or field."""
 
 
+class RowError(DataError):
+    """One upstream row that cannot become a unified row: quarantined with `code`, never a stopped stage."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # e.g. "parse.thought_unclosed"
+
+
 class ModelError(LogicFlowError):
     """A base model that cannot be resolved or loaded: says what was tried."""
 

@@ -41,6 +41,11 @@ class Paths:
         return self.messages_dir / f"{split}.parquet"
 
     @property
+    def unparsed(self) -> Path:
+        """Upstream rows that could not become unified rows, with reasons (validate quarantines them)."""
+        return self.messages_dir / "unparsed.parquet"
+
+    @property
     def heldout_dir(self) -> Path:
         return self.root / "data" / "heldout"
 

@@ -1,7 +1,8 @@
 """Upstream reasoning datasets, one adapter each, and the offline problem generator.
 
     adapter = get_adapter("openr1_math")
-    unified = convert_table(adapter, adapter.synthesize(generate(100, seed=0)), "generated")
+    converted = convert_table(adapter, adapter.synthesize(generate(100, seed=0)), "generated")
+    converted.unified, converted.rejected   # unified rows; rows set aside with a reason code
 
 See `base` for the unified row schema and `generator` for the offline problems.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from logicflow.datasets import openo1, openr1_math, openthoughts
 from logicflow.datasets.base import (
+    REJECTED_SCHEMA,
     UNIFIED_SCHEMA,
     DatasetAdapter,
     Parsed,
@@ -17,6 +19,7 @@ from logicflow.datasets.base import (
     convert_table,
     parquet_bytes,
     read_parquet,
+    upstream_rows,
 )
 from logicflow.errors import ConfigError
 
@@ -32,6 +35,7 @@ def get_adapter(name: str) -> DatasetAdapter:
 
 __all__ = [
     "ADAPTERS",
+    "REJECTED_SCHEMA",
     "UNIFIED_SCHEMA",
     "DatasetAdapter",
     "Parsed",
@@ -40,4 +44,5 @@ __all__ = [
     "get_adapter",
     "parquet_bytes",
     "read_parquet",
+    "upstream_rows",
 ]

@@ -16,7 +16,8 @@ that schema (`synthesize`, the offline stand-in) and how to turn one upstream ro
 from __future__ import annotations
 
 import hashlib
-import itertools
+import json
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logicflow.datasets.generator import Problem
-from logicflow.errors import DataError
+from logicflow.errors import DataError, RowError
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 UNIFIED_SCHEMA = pa.schema(
@@ -52,6 +53,19 @@ class Parsed:
     key: str | None = None  # the upstream row id, when the dataset has one
 
 
+# One upstream row that could not be used: it goes to quarantine (through the validate stage) with its reason.
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("index", pa.int64(), nullable=False),  # position in the rows as fetched or read
+        pa.field("upstream_id", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),  # e.g. parse.thought_unclosed, parse.type_error
+        pa.field("detail", pa.string(), nullable=False),  # one line naming the field
+        pa.field("raw", pa.string(), nullable=False),  # the row as JSON text, nothing lost
+    ]
+)
+
+
 @dataclass(frozen=True)
 class DatasetAdapter:
     name: str
@@ -59,24 +73,23 @@ class DatasetAdapter:
     revision: str
     config_name: str | None
     schema: pa.Schema  # the exact upstream columns and types
+    required: tuple[str, ...]  # columns a file must have (the others may be absent: null)
     synthesize: Callable[[Sequence[Problem]], pa.Table]  # generated problems -> rows in `schema`
-    parse: Callable[[dict[str, Any]], Parsed]  # raises DataError naming the bad field
+    parse: Callable[[dict[str, Any]], Parsed]  # raises RowError with a reason code naming the bad field
+    normalise: Callable[[dict[str, Any]], bool]  # fixes tag variants (case, whitespace) in place: changed?
     data_files: str | None = None  # for repos whose default config would mix several files
+    id_field: str | None = None  # the upstream id column, when there is one
 
-    def to_unified(self, row: dict[str, Any], index: int | None = None) -> dict[str, Any]:
-        """One upstream row as a unified row; a malformed row raises DataError naming dataset, row, field."""
-        where = f"{self.name} row {index if index is not None else '?'}"
-        try:
-            parsed = self.parse(row)
-        except DataError as exc:
-            raise DataError(f"{where}: {exc}") from None
+    def to_unified(self, row: dict[str, Any]) -> dict[str, Any]:
+        """One upstream row as a unified row; a row that cannot be one raises RowError with a reason code."""
+        parsed = self.parse(row)
         for field, value in (
-            ("user turn", parsed.user),
-            ("final answer", parsed.assistant),
+            ("user_turn", parsed.user),
+            ("final_answer", parsed.assistant),
             ("thinking", parsed.thinking),
         ):
             if not value.strip():
-                raise DataError(f"{where}: empty {field}")
+                raise RowError(f"parse.empty_{field}", f"empty {field.replace('_', ' ')}")
         key = (
             parsed.key
             or hashlib.sha1(
@@ -94,27 +107,31 @@ class DatasetAdapter:
             "answer": parsed.answer,
         }
 
-    def load_hub(self, max_samples: int) -> pa.Table:
-        """The first `max_samples` rows of the Hub dataset, streamed (needs network access)."""
-        from datasets import load_dataset  # heavy; only the hub path pays for it
-
-        stream = load_dataset(
-            self.hub_id,
-            self.config_name,
-            data_files=self.data_files,
-            split="train",
-            revision=self.revision,
-            streaming=True,
-        )
-        return pa.Table.from_pylist(list(itertools.islice(stream, max_samples)))
-
 
 def text_field(row: dict[str, Any], field: str) -> str:
-    """`row[field]` as a non-empty string, else a DataError naming the field."""
+    """`row[field]` as a non-empty string, else a RowError naming the field."""
     value = row.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"field {field!r} is missing or empty")
+    if value is not None and not isinstance(value, str):
+        raise RowError("parse.type_error", f"field {field!r} is {type(value).__name__}, expected a string")
+    if not value or not value.strip():
+        raise RowError(f"parse.empty_{field}", f"field {field!r} is missing or empty")
     return value
+
+
+def tag_fixer(*tags: str) -> Callable[[str], str]:
+    """A function writing variants of `tags` (any case, whitespace inside the brackets) as the canonical tag:
+    `< thought >`, `<THOUGHT>` and `</ Thought>` all become `<Thought>` / `</Thought>`."""
+    canonical = {}
+    for tag in tags:
+        inner = tag.strip("<>")
+        canonical[inner.lower()] = inner
+    names = "|".join(re.escape(name) for name in canonical)
+    pattern = re.compile(rf"<\s*(/?)\s*({names})\s*>", re.IGNORECASE)
+
+    def fix(text: str) -> str:
+        return pattern.sub(lambda m: f"<{m[1]}{canonical[m[2].lower()]}>", text)
+
+    return fix
 
 
 def last_boxed(text: str) -> str | None:
@@ -141,14 +158,18 @@ MATH_PREFIX = "Return your final response within \\boxed{}. "
 
 
 def conform(adapter: DatasetAdapter, table: pa.Table, source: str) -> pa.Table:
-    """`table` reduced to `adapter.schema` (column order, exact types); DataError names the bad column."""
+    """`table` reduced to `adapter.schema` (column order, exact types; absent optional columns null); a
+    missing required column or a column of the wrong type is a DataError naming the file and the column."""
     expected = ", ".join(f"{f.name}: {f.type}" for f in adapter.schema)
     columns = []
     for field in adapter.schema:
         if field.name not in table.column_names:
-            raise DataError(
-                f"{source}: {adapter.name} column {field.name!r} is missing; expected columns: {expected}"
-            )
+            if field.name in adapter.required:
+                raise DataError(
+                    f"{source}: {adapter.name} column {field.name!r} is missing; expected columns: {expected}"
+                )
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
         column = table.column(field.name)
         try:
             columns.append(column.cast(field.type))
@@ -160,19 +181,119 @@ def conform(adapter: DatasetAdapter, table: pa.Table, source: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=adapter.schema)
 
 
-def convert_table(adapter: DatasetAdapter, table: pa.Table, source_file: str) -> pa.Table:
-    """Check the upstream columns, then convert every row to a unified row (ids unique within the file)."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A line of a user's file that is not JSON: quarantined as `parse.invalid_json` with its text."""
+
+    text: str
+    error: str
+
+
+@dataclass
+class Upstream:
+    """Rows of one dataset in its upstream schema, ready to write to `data/raw`, and what was set aside."""
+
+    table: pa.Table
+    indices: list[int]  # the position of each table row in the rows as fetched or read
+    rejected: list[dict[str, Any]]  # REJECTED_SCHEMA rows (type errors, unreadable lines)
+    normalised: int  # rows whose tag variants were rewritten
+
+
+def rejected_row(adapter: DatasetAdapter, index: int, row: Any, code: str, detail: str) -> dict[str, Any]:
+    upstream_id = row.get(adapter.id_field) if adapter.id_field and isinstance(row, dict) else None
+    return {
+        "dataset": adapter.name,
+        "index": index,
+        "upstream_id": upstream_id if isinstance(upstream_id, str) else None,
+        "reason": code,
+        "detail": f"{adapter.name} row {index}: {detail}",
+        "raw": row if isinstance(row, str) else json.dumps(row, ensure_ascii=False, default=str),
+    }
+
+
+def fits(value: Any, type_: pa.DataType) -> bool:
+    """Does `value` (as read from JSON or a row dict) have `type_` exactly? Stricter than pyarrow, which
+    would read a string as a list of characters or a number as a string."""
+    if value is None:
+        return True
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return isinstance(value, str)
+    if pa.types.is_boolean(type_):
+        return isinstance(value, bool)
+    if pa.types.is_integer(type_):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return isinstance(value, list | tuple) and all(fits(v, type_.value_type) for v in value)
+    if pa.types.is_struct(type_):
+        return isinstance(value, dict) and all(fits(value.get(f.name), f.type) for f in type_)
+    raise TypeError(f"no row check for arrow type {type_}")  # the adapters' schemas use only the above
+
+
+def upstream_rows(adapter: DatasetAdapter, rows: list[Any], source: str) -> Upstream:
+    """Rows as fetched or read (dicts) in `adapter.schema`: a row of the wrong shape or type is set aside
+    (`parse.type_error`), tag variants are normalised and counted. A required column no row has, or one no
+    row holds with the right type, is a file-level DataError naming `source` and the column."""
+    rejected = []
+    dicts = {i: row for i, row in enumerate(rows) if isinstance(row, dict)}
+    for i in sorted(set(range(len(rows))) - set(dicts)):
+        row = rows[i]
+        if isinstance(row, Unreadable):
+            rejected.append(
+                rejected_row(adapter, i, row.text, "parse.invalid_json", f"not JSON ({row.error})")
+            )
+        else:
+            rejected.append(rejected_row(adapter, i, row, "parse.type_error", "not a JSON object"))
+    positions = list(dicts)
+    bad: dict[int, str] = {}
+    for field in adapter.schema:
+        values = [dicts[i].get(field.name) for i in positions]
+        if field.name in adapter.required and rows and all(field.name not in dicts[i] for i in positions):
+            raise DataError(f"{source}: {adapter.name} column {field.name!r} is missing from every row")
+        wrong = [k for k, value in enumerate(values) if not fits(value, field.type)]
+        if wrong and len(wrong) == len(positions):
+            raise DataError(
+                f"{source}: {adapter.name} column {field.name!r} holds no value of type {field.type} "
+                "in any row; is this the right dataset format?"
+            )
+        for k in wrong:
+            bad.setdefault(positions[k], f"field {field.name!r} is not of type {field.type}")
+    for i, detail in bad.items():
+        rejected.append(rejected_row(adapter, i, dicts[i], "parse.type_error", detail))
+    kept = [i for i in positions if i not in bad]
+    normalised = 0
+    for i in kept:
+        normalised += adapter.normalise(dicts[i])
+    table = pa.Table.from_pylist(
+        [{f.name: dicts[i].get(f.name) for f in adapter.schema} for i in kept], schema=adapter.schema
+    )
+    return Upstream(table, kept, rejected, normalised)
+
+
+@dataclass
+class Converted:
+    unified: pa.Table  # UNIFIED_SCHEMA
+    rejected: list[dict[str, Any]]  # REJECTED_SCHEMA rows: rows that could not be parsed
+
+
+def convert_table(
+    adapter: DatasetAdapter, table: pa.Table, source_file: str, indices: Sequence[int] | None = None
+) -> Converted:
+    """Check the upstream columns, then convert every row to a unified row (ids unique within the file); a row
+    that cannot be converted is set aside with its reason code. `indices`: each row's upstream position."""
     table = conform(adapter, table, source_file)
-    try:
-        rows = [adapter.to_unified(row, index) for index, row in enumerate(table.to_pylist())]
-    except DataError as exc:
-        raise DataError(f"{source_file}: {exc}") from None
+    rows, rejected = [], []
+    for position, row in enumerate(table.to_pylist()):
+        index = indices[position] if indices is not None else position
+        try:
+            rows.append(adapter.to_unified(row))
+        except RowError as exc:
+            rejected.append(rejected_row(adapter, index, row, exc.code, str(exc)))
     seen: Counter[str] = Counter()
     for row in rows:  # exact duplicate rows share a content hash; keep ids unique and stable
         seen[row["id"]] += 1
         if seen[row["id"]] > 1:
             row["id"] = f"{row['id']}-{seen[row['id']]}"
-    return pa.Table.from_pylist(rows, schema=UNIFIED_SCHEMA)
+    return Converted(pa.Table.from_pylist(rows, schema=UNIFIED_SCHEMA), rejected)
 
 
 def read_parquet(path: Path, data: bytes | None = None) -> pa.Table:

@@ -1,8 +1,9 @@
 """O1-OPEN/OpenO1-SFT: `instruction` + `output` holding `<Thought>…</Thought>` then `<Output>…</Output>`.
 
-To unified: user = `instruction`; thinking = the Thought block; assistant = the Output block. The tags'
-whitespace is only reported, so any whitespace between the blocks and a missing `</Output>` (or `<Output>`)
-are accepted; a row without a Thought block or with nothing after it is a DataError.
+To unified: user = `instruction`; thinking = the Thought block; assistant = the Output block. Tag variants
+(`<thought>`, `< Thought >`) are normalised; any whitespace between the blocks and a missing `</Output>` (or
+`<Output>`) are accepted. A row without a Thought block, with one never closed, or with nothing after it is
+set aside with its reason code (`parse.thought_missing`, `parse.thought_unclosed`, `parse.empty_answer`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from logicflow.datasets.base import MATH_PREFIX, DatasetAdapter, Parsed, boxed, last_boxed, text_field
+from logicflow.datasets.base import (
+    MATH_PREFIX,
+    DatasetAdapter,
+    Parsed,
+    boxed,
+    last_boxed,
+    tag_fixer,
+    text_field,
+)
 from logicflow.datasets.generator import Problem
-from logicflow.errors import DataError
+from logicflow.errors import RowError
 
 SCHEMA = pa.schema([("instruction", pa.string()), ("output", pa.string())])
 OPENERS = (
@@ -43,14 +52,27 @@ def synthesize(problems: Sequence[Problem]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
+_fix_tags = tag_fixer("<Thought>", "<Output>")
+
+
+def normalise(row: dict[str, Any]) -> bool:
+    output = row.get("output")
+    if not isinstance(output, str):
+        return False
+    row["output"] = _fix_tags(output)
+    return row["output"] != output
+
+
 def parse(row: dict[str, Any]) -> Parsed:
     instruction, output = text_field(row, "instruction"), text_field(row, "output")
     match = _OUTPUT.search(output)
     if match is None:
-        raise DataError("field 'output' has no <Thought>…</Thought> block")
+        if "<Thought>" in output:
+            raise RowError("parse.thought_unclosed", "field 'output' opens <Thought> and never closes it")
+        raise RowError("parse.thought_missing", "field 'output' has no <Thought>…</Thought> block")
     answer_text = match["output"].strip()
     if not answer_text:
-        raise DataError("field 'output' has no answer after </Thought>")
+        raise RowError("parse.empty_answer", "field 'output' has no answer after </Thought>")
     return Parsed(instruction, answer_text, match["thought"].strip(), last_boxed(answer_text))
 
 
@@ -61,6 +83,8 @@ ADAPTER = DatasetAdapter(
     config_name=None,
     data_files="OpenO1-SFT.jsonl",  # the repo root also holds OpenO1-SFT-Pro.jsonl
     schema=SCHEMA,
+    required=("instruction", "output"),
     synthesize=synthesize,
     parse=parse,
+    normalise=normalise,
 )

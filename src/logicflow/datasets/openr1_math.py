@@ -4,7 +4,9 @@ Generations look like `<think>\\nâ€¦\\n</think>\\n\\n{answer text with \\boxed{â
 problem and one correct generation. To unified: user = `problem`; the assistant generation comes from
 `messages`, or else the first generation `correctness_math_verify` marks correct; thinking = its `<think>`
 part (a missing opening `<think>` is accepted), assistant = the text after `</think>`; answer = the
-`answer` column (else the last `\\boxed{}`); id = `uuid`.
+`answer` column (else the last `\\boxed{}`); id = `uuid`. `<think>` tag variants (case, whitespace) are
+normalised; a row with no problem, no usable generation or a `<think>` never closed is set aside with its
+reason code.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from logicflow.datasets.base import MATH_PREFIX, DatasetAdapter, Parsed, boxed, last_boxed, text_field
+from logicflow.datasets.base import (
+    MATH_PREFIX,
+    DatasetAdapter,
+    Parsed,
+    boxed,
+    last_boxed,
+    tag_fixer,
+    text_field,
+)
 from logicflow.datasets.generator import Problem
-from logicflow.errors import DataError
+from logicflow.errors import RowError
 
 MESSAGE = pa.struct([("content", pa.string()), ("role", pa.string())])
 SCHEMA = pa.schema(
@@ -100,14 +110,35 @@ def _assistant_generation(row: dict[str, Any]) -> str:
     for generation, correct in zip(row.get("generations") or [], verified, strict=False):
         if correct and generation:
             return generation
-    raise DataError("field 'messages' has no assistant turn and no generation is marked correct")
+    raise RowError(
+        "parse.no_assistant_turn",
+        "field 'messages' has no assistant turn and no generation is marked correct",
+    )
+
+
+_fix_tags = tag_fixer("<think>")
+
+
+def normalise(row: dict[str, Any]) -> bool:
+    changed = False
+    generations = row.get("generations")
+    if isinstance(generations, list):
+        fixed = [_fix_tags(g) if isinstance(g, str) else g for g in generations]
+        changed |= fixed != generations
+        row["generations"] = fixed
+    for message in row.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            message["content"] = _fix_tags(content)
+            changed |= message["content"] != content
+    return changed
 
 
 def parse(row: dict[str, Any]) -> Parsed:
     problem = text_field(row, "problem")
     match = _GENERATION.search(_assistant_generation(row))
     if match is None:
-        raise DataError("field 'messages' assistant turn has no </think>")
+        raise RowError("parse.think_unclosed", "the assistant generation has no </think>")
     answer_text = match["answer"].strip()
     return Parsed(
         problem,
@@ -124,6 +155,9 @@ ADAPTER = DatasetAdapter(
     revision="main",  # pin to a commit sha once it can be looked up online
     config_name="default",
     schema=SCHEMA,
+    required=("problem",),
     synthesize=synthesize,
     parse=parse,
+    normalise=normalise,
+    id_field="uuid",
 )

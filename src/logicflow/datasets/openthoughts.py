@@ -6,7 +6,8 @@ The assistant value is exactly (see `synthesize`)
 To unified: user = the user turn (math turns keep their `Return your final response within \boxed{}. `
 prefix, which asks for the boxed answer the solution gives); thinking = the reasoning; assistant = the
 solution. The upstream `system` prompt is dropped: it only describes the tag format, which the conversion
-removes.
+removes. Tag variants (case, whitespace inside `<|…|>`) are normalised; a conversation without a user or an
+assistant turn, or whose assistant turn lacks the thought or the solution block, is set aside with its reason.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow as pa
 
 from logicflow.datasets.base import MATH_PREFIX, DatasetAdapter, Parsed, boxed, last_boxed
 from logicflow.datasets.generator import Problem
-from logicflow.errors import DataError
+from logicflow.errors import RowError
 
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
 SCHEMA = pa.schema([("system", pa.string()), ("conversations", pa.list_(TURN))])
@@ -69,19 +70,34 @@ def synthesize(problems: Sequence[Problem]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
+_TAG_VARIANT = re.compile(r"<\|\s*(begin|end)_of_(thought|solution)\s*\|>", re.IGNORECASE)
+
+
+def normalise(row: dict[str, Any]) -> bool:
+    changed = False
+    for turn in row.get("conversations") or []:
+        value = turn.get("value") if isinstance(turn, dict) else None
+        if isinstance(value, str):
+            fixed = _TAG_VARIANT.sub(lambda m: f"<|{m[1].lower()}_of_{m[2].lower()}|>", value)
+            changed |= fixed != value
+            turn["value"] = fixed
+    return changed
+
+
 def parse(row: dict[str, Any]) -> Parsed:
     turns = {turn.get("from"): turn.get("value") for turn in reversed(row.get("conversations") or [])}
     user, assistant = turns.get("user"), turns.get("assistant")  # the first turn of each role
-    if not user:
-        raise DataError("field 'conversations' has no user turn")
-    if not assistant:
-        raise DataError("field 'conversations' has no assistant turn")
+    if not user or not user.strip():
+        raise RowError("parse.no_user_turn", "field 'conversations' has no user turn")
+    if not assistant or not assistant.strip():
+        raise RowError("parse.no_assistant_turn", "field 'conversations' has no assistant turn")
     match = _ASSISTANT.search(assistant)
     if match is None:
-        raise DataError(
-            "field 'conversations' assistant turn has no <|begin_of_thought|>…<|end_of_thought|> "
-            "followed by <|begin_of_solution|>"
-        )
+        if "<|begin_of_thought|>" not in assistant:
+            raise RowError("parse.thought_missing", "the assistant turn has no <|begin_of_thought|> block")
+        if "<|end_of_thought|>" not in assistant:
+            raise RowError("parse.thought_unclosed", "the assistant turn never closes <|begin_of_thought|>")
+        raise RowError("parse.solution_missing", "the assistant turn has no <|begin_of_solution|> block")
     solution = match["solution"].strip()
     return Parsed(user, solution, match["thought"].strip(), last_boxed(solution))
 
@@ -92,6 +108,8 @@ ADAPTER = DatasetAdapter(
     revision="main",  # pin to a commit sha once it can be looked up online
     config_name="default",
     schema=SCHEMA,
+    required=("conversations",),
     synthesize=synthesize,
     parse=parse,
+    normalise=normalise,
 )

@@ -1,9 +1,10 @@
 """`ifeval`: LogicFlow's own IFEval-style prompts, checked by the real IFEval checkers shipped in lm-eval.
 
-`eval_tasks/ifeval_prompts.jsonl` holds 32 short instruction-following prompts written for this project
+`eval_tasks/ifeval_prompts.jsonl` holds 160 short instruction-following prompts written for this project
 (not copied from google/IFEval), each with `instruction_id_list` and fully specified `kwargs` for
 `lm_eval.tasks.ifeval.instructions_registry` (a missing kwarg would make a checker pick a random value).
-They ask for short answers, so they fit the small generation budgets of the CPU profiles.
+They ask for short answers, so they fit the small generation budgets of the CPU profiles; 160 of them
+let the publish gate tell a small drop (within `max_drop`) from a large one, which 32 could not.
 Metrics are IFEval's: prompt-level and instruction-level accuracy, strict and loose. The response checked is
 the answer after any `<think>` block.
 """

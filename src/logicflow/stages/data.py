@@ -22,24 +22,28 @@ import os
 import random
 import time
 import urllib.request
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from logicflow.atomic import atomic_file, write_json
 from logicflow.config import DATASET_NAMES, Config, DataConfig
 from logicflow.datasets import (
+    REJECTED_SCHEMA,
     DatasetAdapter,
-    conform,
     convert_table,
     get_adapter,
     parquet_bytes,
     read_parquet,
+    upstream_rows,
 )
+from logicflow.datasets.files import file_digest, read_rows
 from logicflow.datasets.generator import Difficulty, generate
+from logicflow.datasets.hub import fetch_rows, resolve_revision
 from logicflow.datasets.replay import replay_rows
 from logicflow.errors import DataError
 from logicflow.paths import Paths
@@ -54,6 +58,7 @@ HUB_TIMEOUT_S = 3.0
 class DataResult:
     source: Source
     rows: dict[str, int]  # unified rows per dataset
+    rejected: int  # upstream rows set aside for quarantine (they reach data/quarantine through validate)
     train_rows: int
     validation_rows: int
     heldout_rows: int
@@ -112,21 +117,40 @@ def target_counts(data: DataConfig) -> dict[str, int]:
     return {name: fixed[name] for name in data.datasets}
 
 
-def _raw_table(
-    adapter: DatasetAdapter, count: int, source: Source, seed: int, difficulty: Difficulty
-) -> pa.Table:
+def _upstream_rows(
+    adapter: DatasetAdapter, count: int, source: Source, data: DataConfig, paths: Paths
+) -> tuple[list[Any], dict[str, Any]]:
+    """`count` rows of one dataset as dicts, and where they came from (the lineage in `reports/data.json`):
+    the user's file (`data.datasets.<name>.path`), the Hub at a pinned commit, or the offline generator."""
+    path = data.datasets[adapter.name].path
+    if path is not None:
+        file = paths.root / path
+        rows = read_rows(file)
+        if len(rows) > count:  # a seeded sample, in file order
+            rows = [rows[i] for i in sorted(random.Random(data.seed).sample(range(len(rows)), count))]
+        return rows, {"source": "local", "path": path, "file_sha256": file_digest(file)}
     if source == "offline":
         # a distinct seed per dataset, so the three datasets hold different problems
-        seed += DATASET_NAMES.index(adapter.name)
-        return adapter.synthesize(generate(count, seed=seed, split="train", difficulty=difficulty))
+        seed = data.seed + DATASET_NAMES.index(adapter.name)
+        table = adapter.synthesize(generate(count, seed=seed, split="train", difficulty=data.difficulty))
+        return table.to_pylist(), {"source": "generated", "difficulty": data.difficulty}
+    sha = resolve_revision(adapter.hub_id, adapter.revision)
     try:
-        table = adapter.load_hub(count)
-    except Exception as exc:  # network, auth, missing revision: all mean "cannot use the Hub now"
+        rows = fetch_rows(
+            adapter.hub_id,
+            config_name=adapter.config_name,
+            data_files=adapter.data_files,
+            revision=sha,
+            max_samples=count,
+            seed=data.seed,
+        )
+    except Exception as exc:  # network, auth, a vanished revision: all mean "cannot use the Hub now"
         raise DataError(
-            f"{adapter.name}: could not load {adapter.hub_id}@{adapter.revision} from the Hub ({exc}); "
+            f"{adapter.name}: could not load {adapter.hub_id}@{sha} from the Hub ({exc}); "
             "check the network and HF_TOKEN, or set data.source=offline"
         ) from exc
-    return conform(adapter, table, f"{adapter.hub_id}@{adapter.revision}")
+    lineage = {"source": "hub", "hub_id": adapter.hub_id, "revision": adapter.revision, "revision_sha": sha}
+    return rows, lineage
 
 
 def _mix(tables: list[pa.Table], seed: int, val_fraction: float) -> tuple[pa.Table, pa.Table]:
@@ -172,19 +196,34 @@ def run(cfg: Config, paths: Paths) -> DataResult:
 
     outputs: dict[Path, bytes] = {}
     unified: list[pa.Table] = []
-    summary: dict[str, dict[str, str | int]] = {}
+    rejected: list[dict[str, Any]] = []
+    summary: dict[str, dict[str, Any]] = {}
     for name, count in counts.items():
         adapter = get_adapter(name)
-        raw = parquet_bytes(_raw_table(adapter, count, source, data.seed, data.difficulty))
+        rows, lineage = _upstream_rows(adapter, count, source, data, paths)
         path = paths.raw(name)
-        table = convert_table(adapter, read_parquet(path, raw), str(path))
-        logger.info("data: %s: %d rows converted", name, table.num_rows)
+        upstream = upstream_rows(adapter, rows, lineage.get("path") or str(path))
+        raw = parquet_bytes(upstream.table)
+        converted = convert_table(adapter, read_parquet(path, raw), str(path), upstream.indices)
+        set_aside = upstream.rejected + converted.rejected
+        logger.info(
+            "data: %s: %d rows in, %d converted, %d set aside for quarantine, %d tag variants normalised",
+            name,
+            len(rows),
+            converted.unified.num_rows,
+            len(set_aside),
+            upstream.normalised,
+        )
         outputs[path] = raw
-        unified.append(table)
+        unified.append(converted.unified)
+        rejected += set_aside
         summary[name] = {
-            "rows": table.num_rows,
-            "hub_id": adapter.hub_id,
-            "revision": adapter.revision,
+            **lineage,
+            "rows_in": len(rows),
+            "rows": converted.unified.num_rows,
+            "rejected": len(set_aside),
+            "rejected_by_reason": dict(sorted(Counter(r["reason"] for r in set_aside).items())),
+            "tags_normalised": upstream.normalised,
             "raw_sha256": hashlib.sha256(raw).hexdigest(),
         }
 
@@ -210,6 +249,7 @@ def run(cfg: Config, paths: Paths) -> DataResult:
     train, validation = _mix(unified, data.seed, data.val_fraction)
     outputs[paths.messages("train")] = parquet_bytes(train)
     outputs[paths.messages("validation")] = parquet_bytes(validation)
+    outputs[paths.unparsed] = parquet_bytes(pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
     outputs[paths.heldout_math] = _heldout_jsonl(data.heldout_size, data.seed, data.difficulty)
 
     _write_all(outputs)
@@ -241,6 +281,7 @@ def run(cfg: Config, paths: Paths) -> DataResult:
     return DataResult(
         source=source,
         rows={name: table.num_rows for name, table in zip(counts, unified, strict=False)},
+        rejected=len(rejected),
         train_rows=train.num_rows,
         validation_rows=validation.num_rows,
         heldout_rows=data.heldout_size,

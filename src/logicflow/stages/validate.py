@@ -36,7 +36,7 @@ from logicflow.atomic import atomic_dir, write_json
 from logicflow.config import Config
 from logicflow.errors import DataError, LogicFlowError, ValidationFailed
 from logicflow.paths import Paths
-from logicflow.validation import checks, decontam, length, report, suites
+from logicflow.validation import checks, decontam, length, report, suites, unparsed
 from logicflow.validation.engine import CheckResult, GXEngine
 from logicflow.validation.tables import (
     KEY,
@@ -100,6 +100,7 @@ class Inputs:
     raw: dict[str, pa.Table]
     raw_files: dict[str, Path]
     raw_repaired: dict[str, int]  # columns whose invalid UTF-8 was replaced, per raw dataset
+    unparsed: pa.Table  # upstream rows the data stage could not convert (see validation.unparsed)
     unified: pa.Table | None = None  # the files concatenated, once their schemas passed
 
 
@@ -125,7 +126,8 @@ def _read_inputs(cfg: Config, paths: Paths) -> Inputs:
     for name in cfg.data.datasets:
         raw_files[name] = paths.raw(name)
         raw[name], repaired[name] = repair_utf8(read_parquet(raw_files[name]), raw_files[name])
-    return Inputs(unified_files, np.concatenate(splits), raw, raw_files, repaired)
+    unparsed_rows = unparsed.read(paths.unparsed)
+    return Inputs(unified_files, np.concatenate(splits), raw, raw_files, repaired, unparsed_rows)
 
 
 def _table_problems(results: list[CheckResult], path: Path) -> list[str]:
@@ -284,6 +286,9 @@ def _write_outputs(
     bad = table.take(pa.array(rows, pa.int64()))
     bad = bad.append_column("split", pa.array(inputs.splits[rows].tolist(), pa.string()))
     bad = bad.append_column("reasons", pa.array([reasons[i] for i in rows], pa.list_(pa.string())))
+    bad = bad.append_column("detail", pa.nulls(len(rows), pa.string()))
+    bad = bad.append_column("raw", pa.nulls(len(rows), pa.string()))
+    bad = pa.concat_tables([bad, unparsed.quarantine_rows(inputs.unparsed, bad.schema)])
     pq.write_table(bad, quarantine_dir / QUARANTINE_FILE, compression="zstd")
     for split in SPLITS:  # count what is on disk, not what was meant to be written
         written[split] = pq.read_metadata(clean_dir / f"{split}.parquet").num_rows
@@ -302,24 +307,32 @@ def _summary(
 ) -> dict[str, Any]:
     v = cfg.validate_
     frame = derived.frame
-    n = len(frame)
+    set_aside = inputs.unparsed.to_pydict()
+    n = len(frame) + inputs.unparsed.num_rows
     quarantined = np.array([bool(r) for r in reasons], dtype=bool)
+    dropped = sum(r == [suites.OVERLONG["drop"]] for r in reasons)  # left out on purpose (overlong: drop)
     clean = sum(written[s] for s in SPLITS)
     family_of = {r.check.name: r.check.family for r in results}
     over = derived.n_tokens > cfg.train.cutoff_len
 
-    def reason_counts(mask: np.ndarray) -> dict[str, int]:
-        return report.counts(Counter(r for i in np.flatnonzero(mask) for r in reasons[i]))
+    def reason_counts(mask: np.ndarray, dataset: str | None = None) -> dict[str, int]:
+        found = Counter(r for i in np.flatnonzero(mask) for r in reasons[i])
+        found.update(
+            r for d, r in zip(set_aside["dataset"], set_aside["reason"], strict=True) if dataset in (None, d)
+        )
+        return report.counts(found)
 
     datasets: dict[str, Any] = {}
     sources = frame["source"].fillna("<null>").to_numpy(dtype=object)
     for source in sorted(set(sources.tolist()) | set(inputs.raw)):
         mask = sources == source
-        by_reason = reason_counts(mask)
+        by_reason = reason_counts(mask, source)
+        not_converted = set_aside["dataset"].count(source)
         entry: dict[str, Any] = {
-            "rows_in": int(mask.sum()),
+            "rows_in": int(mask.sum()) + not_converted,
             "clean": int((mask & ~quarantined).sum()),
-            "quarantined": int((mask & quarantined).sum()),
+            "quarantined": int((mask & quarantined).sum()) + not_converted,
+            "not_converted": not_converted,
             "quarantined_by_reason": by_reason,
             "duplicates": {
                 "exact": by_reason.get("duplicate", 0),
@@ -332,12 +345,13 @@ def _summary(
         if source in raw_stats:
             entry["raw"] = {**raw_stats[source], "utf8_repaired_columns": inputs.raw_repaired.get(source, 0)}
         datasets[source] = entry
-    all_reasons = reason_counts(np.ones(n, dtype=bool))
+    all_reasons = reason_counts(np.ones(len(frame), dtype=bool))
     return {
         "rows_in": n,
         "clean": clean,
         "quarantined": written["quarantine"],
-        "quarantine_fraction": round(written["quarantine"] / n, 6) if n else 0.0,
+        "quarantine_fraction": round((written["quarantine"] - dropped) / n, 6) if n else 0.0,
+        "dropped_overlong": dropped,
         "accounting_ok": n == clean + written["quarantine"],
         "max_quarantine_fraction": v.max_quarantine_fraction,
         "splits": {
@@ -347,7 +361,8 @@ def _summary(
                 "quarantined": int(((inputs.splits == s) & quarantined).sum()),
             }
             for s in SPLITS
-        },
+        }
+        | {unparsed.SPLIT: {"rows_in": n - len(frame), "clean": 0, "quarantined": n - len(frame)}},
         "reasons": all_reasons,
         "families": report.counts(
             Counter(
@@ -355,6 +370,7 @@ def _summary(
                 for i in np.flatnonzero(quarantined)
                 for family in {family_of.get(r, "other") for r in reasons[i]}
             )
+            + Counter({"parse": inputs.unparsed.num_rows} if inputs.unparsed.num_rows else {})
         ),
         "datasets": datasets,
         "length": {
@@ -364,6 +380,7 @@ def _summary(
             "template": cfg.model.template,
             "over_cutoff": int(over.sum()),
             "truncated": int(over.sum()) if v.overlong == "truncate" else 0,
+            "dropped": dropped,
             "token_length": length.percentiles(derived.n_tokens),
         },
         "decontamination": {**derived.decontamination, "contaminated": all_reasons.get("contaminated", 0)},
@@ -379,6 +396,7 @@ def _threshold(
     results: list[CheckResult],
     reasons: list[list[str]],
     frame: pd.DataFrame,
+    unparsed_rows: pa.Table,
     docs: Path,
 ) -> None:
     limit = cfg.validate_.max_quarantine_fraction
@@ -392,6 +410,9 @@ def _threshold(
         for reason in row_reasons:
             if len(examples[reason]) < EXAMPLES:
                 examples[reason].append(str(ids[i]))
+    for row in unparsed_rows.to_pylist():
+        if len(examples[row["reason"]]) < EXAMPLES:
+            examples[row["reason"]].append(row["detail"].split(":")[0])
     parts = []
     if fraction > limit:
         parts.append(
@@ -454,8 +475,11 @@ def _run(
         engine = GXEngine(reports / DOCS_DIR)
     unified_checks = suites.unified_content(cfg.train.cutoff_len, v.overlong, v.dedupe)
     raw_checks = {name: suites.raw_content(name) for name in inputs.raw}
-    every = unified_checks + [c for name in inputs.raw for c in raw_checks[name]]
+    parse_checks = suites.upstream_parse()
+    every = unified_checks + parse_checks + [c for name in inputs.raw for c in raw_checks[name]]
     mostly = suites.resolve_mostly(v.mostly, every, 1.0 - v.max_quarantine_fraction, valid_names)
+    if v.overlong == "drop":
+        mostly[suites.OVERLONG["drop"]] = 0.0  # dropping is the user's choice, not a failing check
 
     _schema_gate(engine, inputs, timer)
     with timer("read"):
@@ -500,6 +524,12 @@ def _run(
             name: engine.validate(f"{name}.content", derived.raw_frames[name], raw_checks[name], mostly)
             for name in inputs.raw
         }
+        parse_frame = unparsed.parse_frame(
+            frame["source"].fillna("<null>").to_numpy(dtype=object), inputs.unparsed
+        )
+        raw_results[suites.UPSTREAM] = engine.validate(
+            f"{suites.UPSTREAM}.parse", parse_frame, parse_checks, mostly
+        )
     errors = [
         f"check {r.check.name} could not run: {r.error}"
         for r in results + sum(raw_results.values(), [])
@@ -539,6 +569,7 @@ def _run(
         results + sum(raw_results.values(), []),
         reasons,
         frame,
+        inputs.unparsed,
         failed_reports_dir(paths) / DOCS_DIR / "index.html",
     )
     logger.info(

@@ -11,9 +11,13 @@ on (the family name applies to all checks of the family; a check name wins). Raw
 - reasoning_format: thinking present, no reasoning tag left over, a final answer and a parseable `\boxed{}`
   for math rows; raw: each source's own tags present, balanced and in order, an answer after them.
 - text_hygiene: valid UTF-8, no NUL/control characters, no chat-template tokens inside content.
-- length: within `train.cutoff_len` tokens (or, with `overlong: truncate`, the answer starts before the cut).
+- length: within `train.cutoff_len` tokens (or, with `overlong: truncate`, the answer starts before the cut;
+  with `overlong: drop`, longer rows go to quarantine as `overlong_dropped` without counting against
+  `max_quarantine_fraction`).
 - duplicates: exact and normalised-text duplicates (the first of each group stays clean).
 - decontamination: the prompt overlaps a prompt of an eval set (see `decontam.py`).
+- parse: every upstream row became a unified row; one that could not (the data stage set it aside) is
+  quarantined with the adapter's reason code (`parse.thought_unclosed`, `parse.type_error`, ...).
 
 Table-level checks (a missing column, a column of the wrong type) cannot quarantine a row: they stop the stage
 with a DataError naming the file and column.
@@ -41,7 +45,10 @@ FAMILIES = (
     "length",
     "duplicates",
     "decontamination",
+    "parse",
 )
+OVERLONG = {"quarantine": "overlong", "drop": "overlong_dropped"}  # the check per `validate.overlong`
+UPSTREAM = "upstream"  # table name of the parse check: one row per upstream row, of every dataset
 NOT_BLANK = r"\S"
 
 
@@ -223,13 +230,18 @@ def unified_content(cutoff_len: int, overlong: str, dedupe: bool) -> list[Check]
             _regex("text", c.TEMPLATE_TOKENS, match=False),
         ),
     ]
-    if overlong == "quarantine":
+    if overlong in ("quarantine", "drop"):
         found.append(
             Check(
-                "overlong",
+                OVERLONG[overlong],
                 "length",
                 t,
-                f"the rendered conversation has 1..{cutoff_len} tokens (train.cutoff_len)",
+                f"the rendered conversation has 1..{cutoff_len} tokens (train.cutoff_len)"
+                + (
+                    "; longer rows are left out of training, not counted against the threshold"
+                    if overlong == "drop"
+                    else ""
+                ),
                 _between("n_tokens", min_value=1, max_value=cutoff_len),
             )
         )
@@ -464,9 +476,22 @@ def _format_checks(name: str) -> list[Check]:
     raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(RAW_COLUMNS)}")
 
 
+def upstream_parse() -> list[Check]:
+    """The data stage's conversion, shown in Data Docs: rows it set aside carry their reason code."""
+    return [
+        Check(
+            "parsed",
+            "parse",
+            UPSTREAM,
+            "every upstream row converts to a unified row (else: the reason code it was set aside with)",
+            lambda **kw: gxe.ExpectColumnValuesToBeNull(column="parse_reason", **kw),
+        )
+    ]
+
+
 def all_check_names(datasets: list[str], cutoff_len: int = 512) -> list[str]:
-    names = [ch.name for ch in unified_content(cutoff_len, "quarantine", True)]
-    names.append("answer_truncated")
+    names = [ch.name for ch in unified_content(cutoff_len, "quarantine", True) + upstream_parse()]
+    names += ["answer_truncated", OVERLONG["drop"]]
     for name in datasets:
         names += [ch.name for ch in raw_content(name)]
     return names

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import HfApi
 
-from logicflow.config import DataConfig, load_config
+from logicflow.config import DATASET_NAMES, DataConfig, load_config
 from logicflow.datasets import ADAPTERS, UNIFIED_SCHEMA, read_parquet
 from logicflow.datasets.generator import generate, is_heldout
 from logicflow.errors import DataError
@@ -25,7 +25,7 @@ def smoke(*overrides: str):
 
 
 def output_bytes(paths: Paths) -> dict[str, bytes]:
-    files = [paths.raw(name) for name in ADAPTERS]
+    files = [paths.raw(name) for name in DATASET_NAMES]
     files += [paths.messages("train"), paths.messages("validation"), paths.heldout_math, paths.data_summary]
     return {str(f): f.read_bytes() for f in files}
 
@@ -41,7 +41,8 @@ def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
         6,
         8,
     )  # val_fraction 0.125
-    for name, adapter in ADAPTERS.items():
+    for name in DATASET_NAMES:
+        adapter = ADAPTERS[name]
         raw = pq.read_table(paths.raw(name))
         assert raw.schema.equals(adapter.schema) and raw.num_rows == 16
     train, validation = pq.read_table(paths.messages("train")), pq.read_table(paths.messages("validation"))
@@ -49,7 +50,7 @@ def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
     assert train.num_rows + validation.num_rows == cfg.data.max_samples
     ids = train.column("id").to_pylist() + validation.column("id").to_pylist()
     assert len(set(ids)) == len(ids)
-    assert set(train.column("source").to_pylist()) == set(ADAPTERS)  # shuffled together
+    assert set(train.column("source").to_pylist()) == set(DATASET_NAMES)  # shuffled together
 
     heldout = [json.loads(line) for line in paths.heldout_math.read_text().splitlines()]
     assert len(heldout) == 8 and all(set(h) == {"id", "question", "answer", "kind"} for h in heldout)
@@ -64,7 +65,7 @@ def test_smoke_run_writes_every_output(tmp_path: Path) -> None:
 
     summary = json.loads(paths.data_summary.read_text())
     assert summary["source"] == "offline" and summary["rows"]["total"] == 48
-    for name in ADAPTERS:
+    for name in DATASET_NAMES:
         assert (
             summary["datasets"][name]["raw_sha256"]
             == hashlib.sha256(paths.raw(name).read_bytes()).hexdigest()
@@ -112,7 +113,8 @@ SHA = "a" * 40
 def local_hub(tmp_path: Path, monkeypatch) -> Path:
     """The network edge, replaced: a local dataset folder per dataset stands in for its Hub repo (streamed by
     the real `datasets` loader), and `HfApi.dataset_info` answers with a fixed commit."""
-    for name, adapter in list(ADAPTERS.items()):
+    for name in DATASET_NAMES:
+        adapter = ADAPTERS[name]
         folder = tmp_path / "hub" / name
         folder.mkdir(parents=True)
         for shard in range(2):

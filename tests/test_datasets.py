@@ -7,8 +7,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from logicflow.config import DATASET_NAMES
 from logicflow.datasets import (
-    ADAPTERS,
     REJECTED_SCHEMA,
     UNIFIED_SCHEMA,
     DatasetAdapter,
@@ -43,7 +43,7 @@ def convert_rows(adapter: DatasetAdapter, rows: list[dict[str, Any]]) -> list[di
     return converted.unified.to_pylist()
 
 
-@pytest.mark.parametrize("name", list(ADAPTERS))
+@pytest.mark.parametrize("name", DATASET_NAMES)
 def test_synthesized_rows_have_the_exact_upstream_schema(
     name: str, problems: list[Problem], tmp_path
 ) -> None:
@@ -53,7 +53,7 @@ def test_synthesized_rows_have_the_exact_upstream_schema(
     assert read_parquet(tmp_path / "x.parquet", parquet_bytes(table)).equals(table)  # survives parquet
 
 
-@pytest.mark.parametrize("name", list(ADAPTERS))
+@pytest.mark.parametrize("name", DATASET_NAMES)
 def test_synthesized_rows_convert_to_valid_unified_rows(name: str, problems: list[Problem]) -> None:
     adapter = get_adapter(name)
     rows = convert_table(adapter, adapter.synthesize(problems), "generated").unified.to_pylist()

@@ -32,7 +32,9 @@ def write_user_files(root: Path) -> dict[str, list[str]]:
     """data/local/<name>.jsonl per dataset; returns the reason codes expected in quarantine per dataset."""
     expected: dict[str, list[str]] = {}
     (root / "data" / "local").mkdir(parents=True)
-    for i, (name, adapter) in enumerate(ADAPTERS.items()):
+    rows, expected["chat"] = chat_rows()
+    (root / "data" / "local" / "chat.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for i, (name, adapter) in enumerate((n, a) for n, a in ADAPTERS.items() if n != "chat"):
         rows = adapter.synthesize(generate(GOOD, seed=40 + i)).to_pylist()
         lines = [json.dumps(row) for row in rows]
         defects = [(GOOD_ROWS[name] | defect, code) for n, defect, code in DEFECTS if n == name]
@@ -44,10 +46,61 @@ def write_user_files(root: Path) -> dict[str, list[str]]:
     return expected
 
 
+def chat_rows() -> tuple[list[dict], list[str]]:
+    """The user's own chats in the shapes they come in, plus broken ones (and their reason codes)."""
+    good = []
+    for i, p in enumerate(generate(GOOD, seed=77)):
+        answer = f"{p.steps[-1]} The answer is \\boxed{{{p.answer}}}."
+        shape = i % 4
+        if shape == 0:  # OpenAI messages with a reasoning field (DeepSeek API)
+            row = {
+                "messages": [
+                    {"role": "user", "content": p.question},
+                    {"role": "assistant", "content": answer, "reasoning_content": " ".join(p.steps)},
+                ]
+            }
+        elif shape == 1:  # inline think block
+            row = {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": p.question},
+                    {"role": "assistant", "content": f"<think>{' '.join(p.steps)}</think>{answer}"},
+                ]
+            }
+        elif shape == 2:  # ShareGPT
+            row = {
+                "conversations": [{"from": "human", "value": p.question}, {"from": "gpt", "value": answer}]
+            }
+        else:  # no reasoning at all: kept, thinking is optional for the user's chats
+            row = {
+                "id": f"mine-{i}",
+                "messages": [
+                    {"role": "user", "content": p.question},
+                    {"role": "assistant", "content": answer},
+                ],
+            }
+        good.append(row)
+    bad = [
+        ({"messages": [{"role": "user", "content": "Hello?"}]}, "parse.no_assistant_turn"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "2+2?"},
+                    {"role": "assistant", "content": "<think>so"},
+                ]
+            },
+            "parse.think_unclosed",
+        ),
+        ({"text": "a row in some other format"}, "parse.no_messages"),
+        ({"messages": [{"role": "user", "content": 7}]}, "parse.type_error"),
+    ]
+    return good + [row for row, _ in bad], sorted(code for _, code in bad)
+
+
 def settings(root: Path) -> list[str]:
     return [
         f"model.id={MODEL_ID}",
-        "data.max_samples=300",
+        "data.max_samples=400",
         "validate.max_quarantine_fraction=0.5",
         *(f"data.datasets.{name}.path=data/local/{name}.jsonl" for name in ADAPTERS),
     ]
@@ -86,6 +139,18 @@ def test_every_bad_row_is_in_quarantine_with_its_reason_and_raw_content(user_dat
         rows = [row for row in unparsed if row["source"] == name]
         assert sorted(r for row in rows for r in row["reasons"]) == codes
         assert all(row["raw"] and row["detail"].startswith(f"{name} row ") for row in rows)
+
+
+def test_chat_rows_in_every_shape_convert_with_or_without_reasoning(user_data_run) -> None:  # noqa: ANN001
+    paths, _, _, _ = user_data_run
+    clean = (
+        pq.read_table(paths.clean("train")).to_pylist() + pq.read_table(paths.clean("validation")).to_pylist()
+    )
+    chats = [row for row in clean if row["source"] == "chat"]
+    assert len(chats) == GOOD
+    assert sum(bool(row["thinking"]) for row in chats) == GOOD // 4 * 2 + (GOOD % 4 > 1) + (GOOD % 4 > 0)
+    assert all("<think>" not in row["messages"][-1]["content"] for row in chats)
+    assert any(row["id"] == "chat-mine-3" for row in chats)  # the user's own id is kept
 
 
 def test_raw_rows_equal_clean_plus_quarantined_per_dataset(user_data_run) -> None:  # noqa: ANN001

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from logicflow.errors import ConfigError
 
-DATASET_NAMES = ("openo1", "openthoughts", "openr1_math")
+DATASET_NAMES = ("openo1", "openthoughts", "openr1_math")  # the upstream reasoning datasets
+LOCAL_ONLY_DATASETS = ("chat",)  # the user's own messages/ShareGPT file: needs `path`
 PosInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -77,9 +78,13 @@ class DataConfig(Section):
     @field_validator("datasets")
     @classmethod
     def _known_datasets(cls, value: dict[str, DatasetSource]) -> dict[str, DatasetSource]:
-        unknown = sorted(set(value) - set(DATASET_NAMES))
+        allowed = ", ".join(DATASET_NAMES + LOCAL_ONLY_DATASETS)
+        unknown = sorted(set(value) - set(DATASET_NAMES) - set(LOCAL_ONLY_DATASETS))
         if unknown:
-            raise ValueError(f"unknown dataset {unknown[0]!r}; allowed: {', '.join(DATASET_NAMES)}")
+            raise ValueError(f"unknown dataset {unknown[0]!r}; allowed: {allowed}")
+        for name in LOCAL_ONLY_DATASETS:
+            if name in value and value[name].path is None:
+                raise ValueError(f"dataset {name!r} reads your own file: set data.datasets.{name}.path")
         if not value:
             raise ValueError(f"at least one dataset is needed; allowed: {', '.join(DATASET_NAMES)}")
         return value

@@ -9,7 +9,7 @@ See `base` for the unified row schema and `generator` for the offline problems.
 
 from __future__ import annotations
 
-from logicflow.datasets import openo1, openr1_math, openthoughts
+from logicflow.datasets import chat, openo1, openr1_math, openthoughts
 from logicflow.datasets.base import (
     REJECTED_SCHEMA,
     UNIFIED_SCHEMA,
@@ -23,7 +23,9 @@ from logicflow.datasets.base import (
 )
 from logicflow.errors import ConfigError
 
-ADAPTERS: dict[str, DatasetAdapter] = {m.ADAPTER.name: m.ADAPTER for m in (openo1, openthoughts, openr1_math)}
+ADAPTERS: dict[str, DatasetAdapter] = {
+    m.ADAPTER.name: m.ADAPTER for m in (openo1, openthoughts, openr1_math, chat)
+}
 
 
 def get_adapter(name: str) -> DatasetAdapter:

@@ -69,7 +69,7 @@ REJECTED_SCHEMA = pa.schema(
 @dataclass(frozen=True)
 class DatasetAdapter:
     name: str
-    hub_id: str
+    hub_id: str | None  # None: only from a local file (`data.datasets.<name>.path`)
     revision: str
     config_name: str | None
     schema: pa.Schema  # the exact upstream columns and types
@@ -79,6 +79,7 @@ class DatasetAdapter:
     normalise: Callable[[dict[str, Any]], bool]  # fixes tag variants (case, whitespace) in place: changed?
     data_files: str | None = None  # for repos whose default config would mix several files
     id_field: str | None = None  # the upstream id column, when there is one
+    thinking_optional: bool = False  # rows without reasoning are kept (the user's own chat data)
 
     def to_unified(self, row: dict[str, Any]) -> dict[str, Any]:
         """One upstream row as a unified row; a row that cannot be one raises RowError with a reason code."""
@@ -88,7 +89,7 @@ class DatasetAdapter:
             ("final_answer", parsed.assistant),
             ("thinking", parsed.thinking),
         ):
-            if not value.strip():
+            if not value.strip() and not (field == "thinking" and self.thinking_optional):
                 raise RowError(f"parse.empty_{field}", f"empty {field.replace('_', ' ')}")
         key = (
             parsed.key

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from logicflow.atomic import atomic_file, write_json
-from logicflow.config import DATASET_NAMES, Config, DataConfig
+from logicflow.config import DATASET_NAMES, LOCAL_ONLY_DATASETS, Config, DataConfig
 from logicflow.datasets import (
     REJECTED_SCHEMA,
     DatasetAdapter,
@@ -131,7 +131,7 @@ def _upstream_rows(
         return rows, {"source": "local", "path": path, "file_sha256": file_digest(file)}
     if source == "offline":
         # a distinct seed per dataset, so the three datasets hold different problems
-        seed = data.seed + DATASET_NAMES.index(adapter.name)
+        seed = data.seed + DATASET_NAMES.index(adapter.name)  # (local-only datasets always have a path)
         table = adapter.synthesize(generate(count, seed=seed, split="train", difficulty=data.difficulty))
         return table.to_pylist(), {"source": "generated", "difficulty": data.difficulty}
     sha = resolve_revision(adapter.hub_id, adapter.revision)
@@ -253,7 +253,9 @@ def run(cfg: Config, paths: Paths) -> DataResult:
     outputs[paths.heldout_math] = _heldout_jsonl(data.heldout_size, data.seed, data.difficulty)
 
     _write_all(outputs)
-    for name in set(DATASET_NAMES) - set(counts):  # a dataset dropped from params leaves no stale raw file
+    for name in set(DATASET_NAMES + LOCAL_ONLY_DATASETS) - set(
+        counts
+    ):  # a dataset dropped from params leaves no stale raw file
         paths.raw(name).unlink(missing_ok=True)
     write_json(
         paths.data_summary,

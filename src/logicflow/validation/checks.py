@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logicflow.validation.tables import KEY
+from logicflow.validation.tables import KEY, THINKING_OPTIONAL
 
 # Reasoning markers of the three sources; none may survive the conversion into `thinking`/messages.
 REASONING_TAGS = r"</?think>|<\|(?:begin|end)_of_(?:thought|solution)\|>|</?Thought>|</?Output>"
@@ -151,7 +151,7 @@ def unified_frame(table: pa.Table, splits: pa.Array | None = None) -> pd.DataFra
     frame["thinking"] = frame["thinking"].astype("str")
     frame["answer"] = frame["answer"].astype("str")
     frame["text"] = text.to_pandas().astype("str")
-    frame["thinking_required"] = (frame["source"] != "replay").fillna(True).to_numpy(bool)
+    frame["thinking_required"] = ~frame["source"].isin(THINKING_OPTIONAL).to_numpy(bool)
     frame["answer_required"] = (frame["source"] == "openr1_math").fillna(False).to_numpy(bool) | frame[
         "prompts"
     ].str.contains(BOXED_REQUEST, regex=False).fillna(False).to_numpy(bool)
@@ -172,6 +172,12 @@ def add_duplicate_keys(frame: pd.DataFrame) -> pd.DataFrame:
     norm = group_codes(normalized.where(normalized.str.len() > 0))
     frame["exact_key"] = exact
     frame["norm_key"] = norm.where(~exact.duplicated(keep="first"))
+    return frame
+
+
+def chat_frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.select(["id"]).to_pandas()
+    frame["prompt_key"] = None  # parse failures are quarantined by the data stage; no raw format checks
     return frame
 
 
@@ -229,6 +235,7 @@ def raw_frame(name: str, table: pa.Table, generation_lists: tuple[str, ...] = ()
         "openo1": openo1_frame,
         "openthoughts": openthoughts_frame,
         "openr1_math": lambda t: openr1_math_frame(t, generation_lists),
+        "chat": chat_frame,
     }
     frame = builders[name](table)
     frame.insert(0, KEY, [f"{name}#{i}" for i in range(len(frame))])

@@ -473,6 +473,8 @@ def _format_checks(name: str) -> list[Check]:
                 _between("generation_lists_mismatched", max_value=0),
             ),
         ]
+    if name == "chat":
+        return []  # two accepted shapes (messages or conversations): the data stage's parse checks them
     raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(RAW_COLUMNS)}")
 
 

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 UNIFIED = "messages"  # table name of the unified rows (the suite and Data Docs page use it)
 SPLITS = ("train", "validation")
 KEY = "row_id"  # unique row key added to every frame; GX reports failing rows by it
-SOURCES = ("openo1", "openthoughts", "openr1_math", "replay")  # replay: see logicflow.datasets.replay
+SOURCES = ("openo1", "openthoughts", "openr1_math", "chat", "replay")  # replay: see logicflow.datasets.replay
+THINKING_OPTIONAL = ("chat", "replay")  # sources whose rows may come without reasoning
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ RAW_COLUMNS: dict[str, tuple[Column, ...]] = {
         ),
     ),
 }
+RAW_COLUMNS["chat"] = (Column("id", pa.string()),)  # `messages` or `conversations`: checked when parsed
 # Per-generation list columns of openr1_math that must have as many entries as `generations` (when present).
 OPENR1_GENERATION_LISTS = (
     "is_reasoning_complete",

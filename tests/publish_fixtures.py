@@ -358,6 +358,7 @@ def write_run(
             "source": data_source,
             "datasets": {
                 name: {"rows": 16, "hub_id": hub_id, "revision": "main", "raw_sha256": f"{i}" * 64}
+                | ({"source": "hub", "revision_sha": f"{i}" * 40} if data_source == "hub" else {})
                 for i, (name, hub_id) in enumerate(DATASETS.items(), start=1)
             },
             "rows": {"train": 42, "validation": 6, "heldout": 8, "total": 48},

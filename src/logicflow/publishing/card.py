@@ -329,9 +329,13 @@ def _param(value: Any) -> str:
 
 
 def dataset_source(d: RunData, ds: DatasetInfo) -> str:
+    if ds.fetched.get("source") == "local":
+        digest = str(ds.fetched.get("file_sha256"))[:16]
+        return f"the user's own file `{ds.fetched.get('path')}` (sha256 `{digest}`)"
     link = f"[`{ds.hub_id}`]({dataset_url(ds.hub_id)})"
     if d.data_from_hub:
-        return f"Hub: {link}"
+        sha = ds.fetched.get("revision_sha")
+        return f"Hub: {link} at commit `{sha}`" if sha else f"Hub: {link}"
     if d.data_source == "offline":
         return f"generated offline in the schema of {link}"
     return f"not recorded ({link})"

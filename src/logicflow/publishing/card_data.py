@@ -410,7 +410,7 @@ def dataset_hub_id(name: str) -> str:
     except ImportError:
         return DATASET_HUB_IDS.get(name, name)
     try:
-        return str(get_adapter(name).hub_id)
+        return str(get_adapter(name).hub_id or DATASET_HUB_IDS.get(name, name))
     except Exception:  # noqa: BLE001 - an adapter without a hub id falls back to the known table
         return DATASET_HUB_IDS.get(name, name)
 

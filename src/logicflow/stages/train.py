@@ -279,11 +279,14 @@ def _log_inputs(
     if paths.data_summary.exists():
         tracker.log_artifact(paths.data_summary, "data")
         summary = json.loads(paths.data_summary.read_text())
+        lineage = {"raw_sha256": "sha256", "revision_sha": "revision_sha", "file_sha256": "file_sha256"}
         tracker.set_tags(
             {
-                f"data.raw.{name}.sha256": info["raw_sha256"]
+                f"data.raw.{name}.{tag}": info[key]
                 for name, info in (summary.get("datasets") or {}).items()
-                if isinstance(info, dict) and info.get("raw_sha256")
+                if isinstance(info, dict)
+                for key, tag in lineage.items()
+                if info.get(key)
             }
         )
     if paths.validation_summary.exists():

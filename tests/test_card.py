@@ -126,8 +126,8 @@ def test_hub_data_is_listed_and_a_full_hub_benchmark_keeps_its_id(cfg, tmp_path:
     assert types["ifeval"] == "google/IFEval" and types["humaneval"] == "logicflow/humaneval"
     assert "The training rows were downloaded from the Hub datasets below." in text
     assert (
-        "| openo1 | Hub: [`O1-OPEN/OpenO1-SFT`](https://huggingface.co/datasets/O1-OPEN/OpenO1-SFT) at commit "
-        f"`{'1' * 40}` |" in text  # the revision as the commit the rows were read at
+        "| openo1 | Hub: [`O1-OPEN/OpenO1-SFT`](https://huggingface.co/datasets/O1-OPEN/OpenO1-SFT)"
+        f" at commit `{'1' * 40}` |" in text  # the revision as the commit the rows were read at
     )
     assert "offline generator" not in _section(text, "Limitations")
 

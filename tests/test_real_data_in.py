@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from logicflow.config import load_config
-from logicflow.datasets import ADAPTERS
+from logicflow.datasets import ADAPTERS, get_adapter
 from logicflow.datasets.generator import generate
 from logicflow.errors import DataError
 from logicflow.paths import Paths
@@ -148,7 +148,7 @@ def test_chat_rows_in_every_shape_convert_with_or_without_reasoning(user_data_ru
     )
     chats = [row for row in clean if row["source"] == "chat"]
     assert len(chats) == GOOD
-    assert sum(bool(row["thinking"]) for row in chats) == GOOD // 4 * 2 + (GOOD % 4 > 1) + (GOOD % 4 > 0)
+    assert sum(bool(row["thinking"]) for row in chats) == sum(i % 4 < 2 for i in range(GOOD))  # shapes 0, 1
     assert all("<think>" not in row["messages"][-1]["content"] for row in chats)
     assert any(row["id"] == "chat-mine-3" for row in chats)  # the user's own id is kept
 
@@ -176,3 +176,16 @@ def test_a_file_without_a_required_column_stops_naming_file_and_column(tmp_path:
         DataError, match=r"data/local/o1\.jsonl: openo1 column 'output' is missing from every row"
     ):
         data.run(cfg, Paths.from_root(tmp_path))
+
+
+def test_a_row_set_aside_from_a_sampled_file_names_its_line_in_the_file(tmp_path: Path) -> None:
+    rows = get_adapter("openo1").synthesize(generate(60, seed=5)).to_pylist()
+    lines = [json.dumps(row | {"instruction": ""} if i % 5 == 0 else row) for i, row in enumerate(rows)]
+    (tmp_path / "data" / "local").mkdir(parents=True)
+    (tmp_path / "data" / "local" / "o1.jsonl").write_text("\n".join(lines) + "\n")
+    overrides = ["data.datasets={openo1: {path: data/local/o1.jsonl}}", "data.max_samples=30"]
+    paths = Paths.from_root(tmp_path)
+    data.run(load_config(PARAMS, profile="smoke", overrides=overrides), paths)  # 30 of 60 rows, sampled
+    set_aside = pq.read_table(paths.unparsed).to_pylist()
+    assert set_aside and all(r["index"] % 5 == 0 for r in set_aside)
+    assert all(json.loads(r["raw"]) == json.loads(lines[r["index"]]) for r in set_aside)

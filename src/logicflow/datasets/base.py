@@ -230,20 +230,24 @@ def fits(value: Any, type_: pa.DataType) -> bool:
     raise TypeError(f"no row check for arrow type {type_}")  # the adapters' schemas use only the above
 
 
-def upstream_rows(adapter: DatasetAdapter, rows: list[Any], source: str) -> Upstream:
+def upstream_rows(
+    adapter: DatasetAdapter, rows: list[Any], source: str, positions: Sequence[int] | None = None
+) -> Upstream:
     """Rows as fetched or read (dicts) in `adapter.schema`: a row of the wrong shape or type is set aside
     (`parse.type_error`), tag variants are normalised and counted. A required column no row has, or one no
-    row holds with the right type, is a file-level DataError naming `source` and the column."""
+    row holds with the right type, is a file-level DataError naming `source` and the column.
+    `positions`: each row's place in its file when `rows` is a sample of it (default: its place in `rows`)."""
+    at = positions if positions is not None else range(len(rows))
     rejected = []
     dicts = {i: row for i, row in enumerate(rows) if isinstance(row, dict)}
     for i in sorted(set(range(len(rows))) - set(dicts)):
         row = rows[i]
         if isinstance(row, Unreadable):
             rejected.append(
-                rejected_row(adapter, i, row.text, "parse.invalid_json", f"not JSON ({row.error})")
+                rejected_row(adapter, at[i], row.text, "parse.invalid_json", f"not JSON ({row.error})")
             )
         else:
-            rejected.append(rejected_row(adapter, i, row, "parse.type_error", "not a JSON object"))
+            rejected.append(rejected_row(adapter, at[i], row, "parse.type_error", "not a JSON object"))
     positions = list(dicts)
     bad: dict[int, str] = {}
     for field in adapter.schema:
@@ -259,7 +263,7 @@ def upstream_rows(adapter: DatasetAdapter, rows: list[Any], source: str) -> Upst
         for k in wrong:
             bad.setdefault(positions[k], f"field {field.name!r} is not of type {field.type}")
     for i, detail in bad.items():
-        rejected.append(rejected_row(adapter, i, dicts[i], "parse.type_error", detail))
+        rejected.append(rejected_row(adapter, at[i], dicts[i], "parse.type_error", detail))
     kept = [i for i in positions if i not in bad]
     normalised = 0
     for i in kept:
@@ -267,7 +271,7 @@ def upstream_rows(adapter: DatasetAdapter, rows: list[Any], source: str) -> Upst
     table = pa.Table.from_pylist(
         [{f.name: dicts[i].get(f.name) for f in adapter.schema} for i in kept], schema=adapter.schema
     )
-    return Upstream(table, kept, rejected, normalised)
+    return Upstream(table, [at[i] for i in kept], rejected, normalised)
 
 
 @dataclass

@@ -119,21 +119,24 @@ def target_counts(data: DataConfig) -> dict[str, int]:
 
 def _upstream_rows(
     adapter: DatasetAdapter, count: int, source: Source, data: DataConfig, paths: Paths
-) -> tuple[list[Any], dict[str, Any]]:
-    """`count` rows of one dataset as dicts, and where they came from (the lineage in `reports/data.json`):
-    the user's file (`data.datasets.<name>.path`), the Hub at a pinned commit, or the offline generator."""
+) -> tuple[list[Any], list[int] | None, dict[str, Any]]:
+    """`count` rows of one dataset as dicts, their places in the user's file when sampled from one, and where
+    they came from (the lineage in `reports/data.json`): the user's file (`data.datasets.<name>.path`), the
+    Hub at a pinned commit, or the offline generator."""
     path = data.datasets[adapter.name].path
     if path is not None:
         file = paths.root / path
         rows = read_rows(file)
-        if len(rows) > count:  # a seeded sample, in file order
-            rows = [rows[i] for i in sorted(random.Random(data.seed).sample(range(len(rows)), count))]
-        return rows, {"source": "local", "path": path, "file_sha256": file_digest(file)}
+        lineage = {"source": "local", "path": path, "file_sha256": file_digest(file)}
+        if len(rows) <= count:
+            return rows, None, lineage
+        positions = sorted(random.Random(data.seed).sample(range(len(rows)), count))  # seeded, in file order
+        return [rows[i] for i in positions], positions, lineage
     if source == "offline":
         # a distinct seed per dataset, so the three datasets hold different problems
         seed = data.seed + DATASET_NAMES.index(adapter.name)  # (local-only datasets always have a path)
         table = adapter.synthesize(generate(count, seed=seed, split="train", difficulty=data.difficulty))
-        return table.to_pylist(), {"source": "generated", "difficulty": data.difficulty}
+        return table.to_pylist(), None, {"source": "generated", "difficulty": data.difficulty}
     sha = resolve_revision(adapter.hub_id, adapter.revision)
     try:
         rows = fetch_rows(
@@ -150,7 +153,7 @@ def _upstream_rows(
             "check the network and HF_TOKEN, or set data.source=offline"
         ) from exc
     lineage = {"source": "hub", "hub_id": adapter.hub_id, "revision": adapter.revision, "revision_sha": sha}
-    return rows, lineage
+    return rows, None, lineage
 
 
 def _mix(tables: list[pa.Table], seed: int, val_fraction: float) -> tuple[pa.Table, pa.Table]:
@@ -200,9 +203,9 @@ def run(cfg: Config, paths: Paths) -> DataResult:
     summary: dict[str, dict[str, Any]] = {}
     for name, count in counts.items():
         adapter = get_adapter(name)
-        rows, lineage = _upstream_rows(adapter, count, source, data, paths)
+        rows, positions, lineage = _upstream_rows(adapter, count, source, data, paths)
         path = paths.raw(name)
-        upstream = upstream_rows(adapter, rows, lineage.get("path") or str(path))
+        upstream = upstream_rows(adapter, rows, lineage.get("path") or str(path), positions)
         raw = parquet_bytes(upstream.table)
         converted = convert_table(adapter, read_parquet(path, raw), str(path), upstream.indices)
         set_aside = upstream.rejected + converted.rejected

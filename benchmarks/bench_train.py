@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+SIDES = ("plain", "ours", "ours-fp32")
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
@@ -279,7 +280,10 @@ def side(name: str, ws: Path, hp: dict[str, Any], extra: list[str]) -> dict[str,
     if hp["threads"]:
         torch.set_num_threads(hp["threads"])
     load_before = os.getloadavg()[0]
-    result = run_plain(ws, hp) if name == "plain" else run_ours(ws, hp, extra)
+    if name == "plain":
+        result = run_plain(ws, hp)
+    else:  # ours-fp32: the stage in fp32, the reference for "equal loss" at mixed precision
+        result = run_ours(ws, hp, [*extra, "train.precision=fp32"] if name == "ours-fp32" else extra)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["tokens_per_s"] = round(result["train_tokens"] / result["train_runtime_s"], 1)
     result["heldout_loss"] = round(
@@ -308,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="extra param override for our stage only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--side", choices=["plain", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"comma-separated subset of {', '.join(SIDES)}"
+    )
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     hp = {k: getattr(args, k) for k in ("model", "steps", "batch", "lr", "cutoff", "r", "alpha", "threads")}
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -321,9 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         ws = Path(tmp)
         write_workspace(ws, args.model, args.steps, args.batch, args.heldout)
-        results: dict[str, list[dict[str, Any]]] = {"plain": [], "ours": []}
+        sides = [name for name in SIDES if name in args.sides.split(",")]
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         for _ in range(args.repeats):
-            for name in ("plain", "ours"):
+            for name in sides:
                 cmd = [
                     sys.executable,
                     __file__,
@@ -355,19 +363,18 @@ def summarize(
     def best(name: str) -> dict[str, Any]:  # the fastest repeat: least disturbed by other load
         return max(results[name], key=lambda r: r["tokens_per_s"])
 
-    plain, ours = best("plain"), best("ours")
-    return {
-        "hyperparameters": hp,
-        "our_overrides": extra,
-        "plain": plain,
-        "ours": ours,
-        "all_runs": results,
-        "speedup_tokens_per_s": round(ours["tokens_per_s"] / plain["tokens_per_s"], 3),
-        "heldout_loss_rel_diff": round(
-            abs(ours["heldout_loss"] - plain["heldout_loss"]) / plain["heldout_loss"], 4
-        ),
-        "rows": hp["steps"] * hp["batch"],
-    }
+    report: dict[str, Any] = {"hyperparameters": hp, "our_overrides": extra}
+    report["rows"] = hp["steps"] * hp["batch"]
+    report.update({name: best(name) for name in results})
+    report["all_runs"] = results
+    for other in ("plain", "ours-fp32"):  # ours against the plain script, and against our own fp32 run
+        if "ours" in results and other in results:
+            ours, ref = best("ours"), best(other)
+            report[f"speedup_vs_{other}"] = round(ours["tokens_per_s"] / ref["tokens_per_s"], 3)
+            report[f"heldout_loss_rel_diff_vs_{other}"] = round(
+                abs(ours["heldout_loss"] - ref["heldout_loss"]) / ref["heldout_loss"], 4
+            )
+    return report
 
 
 if __name__ == "__main__":

@@ -83,8 +83,12 @@ def test_precision_follows_the_hardware(hw, asked: str, used: str, noted: bool) 
     assert bool(plan.notes) == noted
     if noted:
         assert f"train.precision={asked} needs " in plan.notes[0]
-    # weights stay fp32 under CPU autocast; a GPU loads them in the compute precision
+    # master weights stay fp32 under CPU autocast; a GPU loads them in the compute precision
     assert plan.weights_dtype == (build.TORCH_DTYPES[used] if hw.cuda else "float32")
+    # a frozen base (LoRA) is held in the compute precision; full fine-tuning keeps fp32 masters on a CPU
+    assert plan.load_dtype == build.TORCH_DTYPES[used]
+    full = build.plan_hardware(TrainConfig(precision=asked), ModelConfig(), hw, method="full")
+    assert full.load_dtype == full.weights_dtype
 
 
 def test_paged_optimizer_and_qlora_need_cuda_and_bitsandbytes() -> None:
@@ -218,3 +222,28 @@ def test_compact_head_matches_trl_fused_head_in_loss_and_gradients() -> None:
         assert torch.allclose(a, b, atol=1e-5)
     # without the flag the model is what it was: full logits for generation
     assert model(input_ids=ids).logits.shape == (3, 12, 97)
+
+
+def test_fp32_attention_equals_sdpa_and_keeps_the_compute_dtype() -> None:
+    """The CPU training attention is sdpa computed in fp32: the same result as sdpa on an fp32 model, and on a
+    bf16 model (the frozen base while training) it hands bf16 on, so the next GEMMs stay bf16."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 97, (2, 10))
+    with torch.no_grad():
+        reference = model(input_ids=ids).logits
+        model.set_attn_implementation(build.register_fp32_sdpa())
+        assert torch.equal(model(input_ids=ids).logits, reference)
+        model.to(torch.bfloat16)
+        captured: list[torch.dtype] = []
+        model.model.layers[0].self_attn.o_proj.register_forward_pre_hook(
+            lambda _m, args: captured.append(args[0].dtype)
+        )
+        mixed = model(input_ids=ids).logits
+    assert captured == [torch.bfloat16]
+    assert torch.allclose(mixed.float(), reference, atol=0.1)

@@ -61,7 +61,7 @@ def run(cfg: Config, paths: Paths, resume: bool = False) -> TrainResult:
     main = state.is_main_process
 
     splits, base, tokenizer, stats = _inputs_and_guards(cfg, paths, state.num_processes, state)
-    plan = build.plan_hardware(cfg.train, cfg.model, hw)
+    plan = build.plan_hardware(cfg.train, cfg.model, hw, cfg.lora.method)
     sections = {
         "train": cfg.train.model_dump(),
         "lora": cfg.lora.model_dump(),

@@ -10,7 +10,8 @@ Less wasted work (measured in benchmarks/bench_train.py):
   order (transformers' own `group_by_length` serves each mega-batch longest-first);
 - the LM head sees only supervised positions (`compact_head`): TRL's fused head does that only on Triton
   devices and scores every position in fp32 elsewhere;
-- on a CPU with native bf16 (AVX512-BF16/AMX) `precision: auto` trains in bf16 autocast over fp32 weights.
+- on a CPU with native bf16 (AVX512-BF16/AMX) `precision: auto` trains in bf16 autocast; a frozen base is held
+  in bf16 (adapters stay fp32), and attention is computed in fp32, where PyTorch's CPU kernel is faster.
 `train.packing: true` uses TRL's best-fit-decreasing packing, padding-free with per-row position_ids (a
 block-diagonal mask under sdpa, varlen kernels under flash attention): the right choice on a GPU with flash
 attention; on CPU, sdpa still computes the masked cross-row attention, so grouping wins there.
@@ -69,14 +70,22 @@ class Plan:
     quantize_4bit: bool
     notes: list[str] = field(default_factory=list)
     cuda: bool = False
+    frozen_base: bool = True  # LoRA / prompt tuning: only adapter weights train (PEFT keeps those in fp32)
 
     @property
     def weights_dtype(self) -> str:
-        """The base weights' dtype: half precision on a GPU; fp32 master weights under CPU autocast."""
+        """Master weights (and the merged model): half precision on a GPU; fp32 under CPU autocast."""
         return TORCH_DTYPES[self.precision] if self.cuda else "float32"
 
+    @property
+    def load_dtype(self) -> str:
+        """The base model's dtype while training. A frozen base is only read, so on a CPU it is held in the
+        compute precision too: no per-step casts of every weight under autocast (measured in
+        benchmarks/bench_train.py); full fine-tuning keeps fp32 master weights there."""
+        return TORCH_DTYPES[self.precision] if self.frozen_base else self.weights_dtype
 
-def plan_hardware(train: Any, model_cfg: Any, hw: Hardware) -> Plan:
+
+def plan_hardware(train: Any, model_cfg: Any, hw: Hardware, method: str = "lora") -> Plan:
     notes: list[str] = []
     asked = train.precision
     if asked == "auto":
@@ -108,7 +117,7 @@ def plan_hardware(train: Any, model_cfg: Any, hw: Hardware) -> Plan:
         quantize = False
     for note in notes:
         logger.warning(note)
-    return Plan(precision, optimizer, quantize, notes, cuda=hw.cuda)
+    return Plan(precision, optimizer, quantize, notes, cuda=hw.cuda, frozen_base=method != "full")
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -121,7 +130,7 @@ def load_model(base_dir: Path, plan: Plan, hw: Hardware) -> Any:
 
     from logicflow.model import load_causal_lm
 
-    dtype = plan.weights_dtype
+    dtype = plan.load_dtype
     if plan.quantize_4bit:
         from peft import prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
@@ -142,7 +151,33 @@ def load_model(base_dir: Path, plan: Plan, hw: Hardware) -> Any:
         model = load_causal_lm(base_dir, dtype)
     if hw.flash_attn and plan.precision in ("bf16", "fp16"):
         model.set_attn_implementation("flash_attention_2")
+    elif not hw.cuda and plan.precision == "bf16":
+        model.set_attn_implementation(register_fp32_sdpa())
     return model
+
+
+def register_fp32_sdpa() -> str:
+    """Register (once) and name an sdpa attention that computes in fp32.
+
+    PyTorch's CPU flash-attention kernel is several times slower in bf16 than in fp32 (forward and backward,
+    measured on SmolLM2-135M); attention is a small share of the FLOPs, so on a CPU the GEMMs run in bf16
+    and attention in fp32, its inputs and output cast at the boundary."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    def sdpa_fp32(module: Any, query: Any, key: Any, value: Any, mask: Any, **kwargs: Any) -> Any:
+        with torch.autocast(query.device.type, enabled=False):
+            out, weights = sdpa_attention_forward(
+                module, query.float(), key.float(), value.float(), mask, **kwargs
+            )
+        return out.to(query.dtype), weights
+
+    AttentionInterface.register(FP32_SDPA, sdpa_fp32)
+    return FP32_SDPA
+
+
+FP32_SDPA = "sdpa_fp32"
 
 
 def freeze_modules(model: Any, prefixes: list[str]) -> int:

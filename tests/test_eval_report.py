@@ -122,6 +122,8 @@ def test_gate_passes_a_significant_gain_with_no_drop() -> None:
         ("math", "must_improve", "passed"),
         ("code", "must_not_drop", "passed"),
     ]
+    code_gain = gate_for((20, 2, 100, 78), (100, 0, 60, 40))  # code gains clearly: no drop within the CI
+    assert "the drop is at most 0.000 (95%)" in code_gain.rules[1].detail
 
 
 def test_gate_fails_a_significant_drop_even_with_a_gain() -> None:

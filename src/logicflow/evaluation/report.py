@@ -187,7 +187,7 @@ def _must_improve(row: ResultRow) -> tuple[Verdict, str]:
 
 def _must_not_drop(row: ResultRow, max_drop: float) -> tuple[Verdict, str]:
     worst = row.drop_ci[1]
-    summary = f"{_summary(row)}; the drop is at most {worst:.3f} (95%)"
+    summary = f"{_summary(row)}; the drop is at most {max(worst, 0.0) + 0.0:.3f} (95%)"  # never "-0.000"
     if row.status == "dropped":
         return "failed", f"significant drop: {summary}"
     if row.status == "inconclusive":

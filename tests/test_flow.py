@@ -9,6 +9,7 @@ failing before any stage; a transient failure retried and a diagnosed one not; P
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -167,6 +168,28 @@ def test_compare_runs_shows_differing_params_and_metrics(tmp_path: Path) -> None
     assert "train.learning_rate" in runs.compare_runs(uri, "logicflow-smoke", all_params=True)["params"]
     with pytest.raises(Exception, match="no runs in MLflow experiment 'nope'"):
         runs.compare_runs(uri, "nope")
+
+
+def test_compare_runs_reads_the_store_the_stages_write_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """$MLFLOW_TRACKING_URI wins over params `tracking.uri` for the stages (tracking.resolve_tracking_uri), so
+    `logicflow compare-runs` must read that store too, not the one params name."""
+    import mlflow
+
+    from logicflow.cli import main
+
+    used, other = f"sqlite:///{tmp_path / 'used.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    mlflow.set_tracking_uri(used)
+    experiment = mlflow.create_experiment("logicflow-smoke", artifact_location=(tmp_path / "art").as_uri())
+    for r in (4, 16):
+        with mlflow.start_run(experiment_id=experiment, run_name=f"r{r}"):
+            mlflow.log_params({"lora.r": r})
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", used)
+    argv = ["compare-runs", "--root", str(tmp_path), "--profile", "smoke", "--set", f"tracking.uri={other}"]
+    assert main([*argv, "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["r16", "r4"]
 
 
 def test_cli_turns_set_into_overrides() -> None:

@@ -198,10 +198,11 @@ def _run(args: argparse.Namespace) -> None:
 @command("compare-runs")
 def _compare_runs(args: argparse.Namespace) -> dict[str, Any] | None:
     from logicflow import runs
+    from logicflow.tracking import resolve_tracking_uri
 
     cfg = _config(args)
     _server_env(args)
-    uri = runs.resolve_tracking_uri(_paths(args), cfg.tracking.uri)
+    uri = resolve_tracking_uri(cfg.tracking.uri, _paths(args))  # the store the stages write to
     comparison = runs.compare_runs(
         uri, args.experiment or cfg.experiment_name, args.max_runs, args.metric, args.all_params
     )

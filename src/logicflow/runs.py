@@ -247,18 +247,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------------------ compare-runs
 
 
-def resolve_tracking_uri(paths: Paths, configured: str | None = None) -> str:
-    """params `tracking.uri`, else $MLFLOW_TRACKING_URI, else the local server, else its SQLite store."""
-    from logicflow import servers
-
-    return (
-        configured
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or servers.tracking_uri(paths)
-        or f"sqlite:///{servers.Layout(paths).mlflow_db}"
-    )
-
-
 def compare_runs(
     tracking_uri: str,
     experiment: str,

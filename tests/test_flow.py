@@ -333,6 +333,7 @@ def test_bad_params_fail_before_any_stage(served: tuple[Paths, dict[str, Any]]) 
     result = _trigger(state, overrides={"lora.r": 0})
     assert result.state == "FAILED"
     assert result.stages == []  # no stage ran
+    assert "lora.r: Input should be greater than 0" in result.message  # for the bad param
 
 
 @pytest.mark.slow

@@ -147,7 +147,7 @@ def test_up_status_down_leaves_no_process(tmp_path: Path, monkeypatch: pytest.Mo
     again_started = time.monotonic()
     again = servers.start(paths)
     assert {k: v["pid"] for k, v in again.items()} == {k: v["pid"] for k, v in state.items()}
-    assert time.monotonic() - again_started < 10 < first_up + 10
+    assert time.monotonic() - again_started < first_up / 2  # health checks only, nothing started
 
     # asking for another port while it runs is refused with a hint
     with pytest.raises(servers.ServerError, match="run `logicflow down` first"):

@@ -336,7 +336,15 @@ def test_prompt_tuning_and_full_fine_tuning(method: str, mlflow_uri: str, tmp_pa
     merged = json.loads((paths.merged / "logicflow_train.json").read_text())
     assert merged["method"] == method and merged["merged"] is (method == "full")
     assert (paths.adapter / "adapter_model.safetensors").exists() is (method == "prompt_tuning")
-    AutoModelForCausalLM.from_pretrained(paths.merged)  # loadable either way
+    tuned = AutoModelForCausalLM.from_pretrained(paths.merged).state_dict()  # loadable either way
+    base = AutoModelForCausalLM.from_pretrained(paths.base_model).state_dict()
+    changed = [name for name, weight in base.items() if not torch.equal(weight, tuned[name].to(weight.dtype))]
+    if method == "full":  # every block trained
+        assert any(".layers.0." in name for name in changed) and any(".layers.1." in name for name in changed)
+    else:  # prompt tuning trains only the virtual tokens (in the adapter): base weights bit-identical
+        assert changed == []
+        prompt = lora_tensors(paths.adapter)["prompt_embeddings"]
+        assert prompt.ndim == 2 and torch.isfinite(prompt).all()
 
 
 def test_padding_free_rows_do_not_attend_to_each_other(trained) -> None:

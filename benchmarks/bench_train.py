@@ -325,10 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         print("BENCH " + json.dumps(side(args.side, args.workspace, hp, args.set)), flush=True)
         return 0
 
+    unknown = set(args.sides.split(",")) - set(SIDES)
+    if unknown:
+        parser.error(f"--sides: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SIDES)}")
+    sides = [name for name in SIDES if name in args.sides.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         ws = Path(tmp)
         write_workspace(ws, args.model, args.steps, args.batch, args.heldout)
-        sides = [name for name in SIDES if name in args.sides.split(",")]
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         for _ in range(args.repeats):
             for name in sides:

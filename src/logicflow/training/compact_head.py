@@ -20,7 +20,7 @@ import types
 from typing import Any
 
 COMPACT_KWARG = "compact_lm_head"
-ENTROPY_POSITIONS = 256  # positions per step whose entropy is logged (an unbiased estimate of the mean)
+ENTROPY_POSITIONS = 256  # evenly spaced positions per step whose mean entropy is logged
 
 
 def install(model: Any, device: Any) -> bool:

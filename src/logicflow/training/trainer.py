@@ -33,6 +33,7 @@ from logicflow.hardware import cpu_has_native_bf16
 logger = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+FP32_SDPA = "sdpa_fp32"  # the attention `register_fp32_sdpa` adds for bf16 training on a CPU
 NEEDS_BNB = {"paged_adamw_32bit", "adamw_8bit"}
 
 
@@ -175,9 +176,6 @@ def register_fp32_sdpa() -> str:
 
     AttentionInterface.register(FP32_SDPA, sdpa_fp32)
     return FP32_SDPA
-
-
-FP32_SDPA = "sdpa_fp32"
 
 
 def freeze_modules(model: Any, prefixes: list[str]) -> int:

@@ -260,7 +260,7 @@ def run_ours(ws: Path, hp: dict[str, Any], extra: list[str]) -> dict[str, Any]:
     cfg = load_config(paths.params, profile="cpu", overrides=overrides)
     started = time.perf_counter()
     result = run(cfg, paths)
-    metrics = json.loads((paths.train_reports / "metrics.json").read_text())
+    metrics = json.loads((paths.train_reports.metrics).read_text())
     return {
         "train_tokens": metrics["train_tokens"],
         "train_runtime_s": metrics["train_runtime_s"],

@@ -14,8 +14,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from logicflow.model import MANIFEST, TINY_MODEL_ID, build_tiny_model, weights_sha256
-from logicflow.paths import Paths
+from logicflow.model import TINY_MODEL_ID, build_tiny_model, weights_sha256
+from logicflow.paths import MODEL_MANIFEST, Paths
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 DATASETS = {
@@ -33,7 +33,7 @@ def build_models(out: Path) -> Path:
 
     base = out / "base"
     build_tiny_model(base)
-    (base / MANIFEST).write_text(
+    (base / MODEL_MANIFEST).write_text(
         json.dumps(
             {
                 "id": TINY_MODEL_ID,
@@ -265,15 +265,15 @@ def write_run(
         json.dumps({**train_manifest, "merged": True, "dtype": "float32"}, indent=2) + "\n"
     )
     merged_sha = weights_sha256(paths.merged)
-    base_sha = json.loads((paths.base_model / MANIFEST).read_text())["sha256"]
+    base_sha = json.loads((paths.base_model / MODEL_MANIFEST).read_text())["sha256"]
 
     def dump(path: Path, data: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     dump(paths.eval_json, eval_report(passed))
-    (paths.eval_reports).mkdir(parents=True, exist_ok=True)
-    (paths.eval_reports / "table.md").write_text("| task | base | tuned |\n")
+    paths.eval_reports.dir.mkdir(parents=True, exist_ok=True)
+    (paths.eval_reports.table).write_text("| task | base | tuned |\n")
     inference = {
         "latency_p50_s": 0.21,
         "latency_p95_s": 0.35,
@@ -302,7 +302,7 @@ def write_run(
         },
     )
     dump(
-        paths.train_reports / "metrics.json",
+        paths.train_reports.metrics,
         {
             "train_loss": 5.25,
             "eval_loss": 5.5,
@@ -319,7 +319,7 @@ def write_run(
         },
     )
     dump(
-        paths.train_reports / "params.json",
+        paths.train_reports.params,
         {  # the train stage's format (logicflow.training.trainer.used_params), abridged
             "trainer": {
                 "learning_rate": 0.0003,
@@ -351,7 +351,7 @@ def write_run(
             "template": "chatml",
         },
     )
-    (paths.train_reports / "loss.png").write_bytes(png())
+    (paths.train_reports.loss_plot).write_bytes(png())
     dump(
         paths.data_summary,
         {  # the data stage's format

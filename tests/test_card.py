@@ -60,7 +60,7 @@ def run_paths(tmp_path: Path, models: Path) -> Paths:
 
 def _render(cfg, paths: Paths) -> str:
     card.run(cfg, paths)
-    return (paths.card_dir / "README.md").read_text()
+    return (paths.card.readme).read_text()
 
 
 def _front_matter(text: str) -> dict:
@@ -84,7 +84,7 @@ def _edit_eval(paths: Paths, edit) -> None:  # noqa: ANN001 - a function of the 
 
 def test_card_front_matter_matches_the_run(cfg, run_paths: Paths) -> None:
     result = card.run(cfg, run_paths)
-    text = (run_paths.card_dir / "README.md").read_text()
+    text = (run_paths.card.readme).read_text()
     meta = _front_matter(text)
     eval_report = json.loads(run_paths.eval_json.read_text())
 
@@ -104,15 +104,13 @@ def test_card_front_matter_matches_the_run(cfg, run_paths: Paths) -> None:
     front = text.split("\n---\n", 1)[0]
     assert "openai/openai_humaneval" not in front and "google/IFEval" not in front
     # huggingface_hub parses it back into the same EvalResults
-    loaded = ModelCard.load(run_paths.card_dir / "README.md")
+    loaded = ModelCard.load(run_paths.card.readme)
     assert sorted((e.task_name, e.metric_value) for e in loaded.data.eval_results) == sorted(
         (r["task"], r["tuned"]["value"]) for r in eval_report["results"]
     )
     assert result.eval_results == 4 and result.not_run == 1 and result.missing_inputs == []
     # the loss plot travels with the card, byte for byte
-    assert (run_paths.card_dir / "loss.png").read_bytes() == (
-        run_paths.train_reports / "loss.png"
-    ).read_bytes()
+    assert (run_paths.card.loss_plot).read_bytes() == (run_paths.train_reports.loss_plot).read_bytes()
     assert "![Training and validation loss](loss.png)" in text
 
 
@@ -226,7 +224,7 @@ def test_card_body_renders_every_recorded_fact_and_no_placeholder(cfg, run_paths
     assert "Scores come from 32–200 items per task" in limitations
     # lineage: the run by id and experiment, never by a URL on this machine
     lineage = _section(text, "Lineage")
-    metrics = json.loads((run_paths.train_reports / "metrics.json").read_text())
+    metrics = json.loads((run_paths.train_reports.metrics).read_text())
     for value in (
         f"`{RUN_ID}` in experiment `logicflow-smoke`",
         metrics["merged_sha256"],
@@ -251,12 +249,12 @@ def test_card_and_its_files_hold_nothing_machine_local(cfg, run_paths: Paths) ->
     assert machine_local(text) == []
     assert not LOCAL_URL.search(text) and not ABSOLUTE_PATH.search(outside_fences(text))
     for name in CARD_FILES[2:]:
-        content = (run_paths.card_dir / name).read_text()
+        content = (run_paths.card.dir / name).read_text()
         assert not LOCAL_URL.search(content) and not ABSOLUTE_PATH.search(content), name
-    params = json.loads((run_paths.card_dir / "training_params.json").read_text())
+    params = json.loads((run_paths.card.training_params).read_text())
     assert params["peft"]["base_model_name_or_path"] == "models/base"  # inside the project: made relative
-    assert params == scrub(json.loads((run_paths.train_reports / "params.json").read_text()), run_paths.root)
-    validation = json.loads((run_paths.card_dir / "validation_summary.json").read_text())
+    assert params == scrub(json.loads((run_paths.train_reports.params).read_text()), run_paths.root)
+    validation = json.loads((run_paths.card.validation_summary).read_text())
     assert validation["decontamination"]["eval_sets"]["logicflow_math_heldout"]["detail"] == (
         "data/heldout/math.jsonl"
     )
@@ -286,7 +284,7 @@ def test_card_is_byte_identical_for_the_same_inputs(cfg, tmp_path: Path, models:
     second = write_run(tmp_path / "somewhere" / "else", models)  # other absolute paths, other mtimes
 
     def files(paths: Paths) -> dict[str, bytes]:
-        return {p.name: p.read_bytes() for p in sorted(paths.card_dir.iterdir())}
+        return {p.name: p.read_bytes() for p in sorted(paths.card.dir.iterdir())}
 
     card.run(cfg, first)
     before = files(first)
@@ -304,7 +302,7 @@ def test_card_is_byte_identical_for_the_same_inputs(cfg, tmp_path: Path, models:
 def test_failed_gate_is_stated(cfg, tmp_path: Path, models: Path) -> None:
     paths = write_run(tmp_path / "p", models, passed=False)
     result = card.run(cfg, paths)
-    text = (paths.card_dir / "README.md").read_text()
+    text = (paths.card.readme).read_text()
     assert not result.gate_passed
     assert f"{HEADLINE}\n\nEvaluation gate: **failed**, by these rules:" in text
     assert (
@@ -332,12 +330,12 @@ def test_no_significant_gain_claims_none(cfg, run_paths: Paths) -> None:
 
 def test_missing_eval_report_renders_no_card(cfg, run_paths: Paths) -> None:
     card.run(cfg, run_paths)
-    previous = (run_paths.card_dir / "README.md").read_bytes()
+    previous = (run_paths.card.readme).read_bytes()
     run_paths.eval_json.unlink()
     with pytest.raises(PublishError, match=r"reports/eval.json: not found; run the `evaluate` stage") as err:
         card.run(cfg, run_paths)
     assert "\n" not in str(err.value)
-    assert (run_paths.card_dir / "README.md").read_bytes() == previous  # the earlier card is untouched
+    assert (run_paths.card.readme).read_bytes() == previous  # the earlier card is untouched
 
 
 @pytest.mark.parametrize(
@@ -358,7 +356,7 @@ def test_incomplete_eval_report_is_refused_not_guessed(cfg, run_paths: Paths, ed
     _edit_eval(run_paths, edit)
     with pytest.raises(PublishError, match=message):
         card.run(cfg, run_paths)
-    assert not run_paths.card_dir.exists()
+    assert not run_paths.card.dir.exists()
 
 
 def test_older_eval_report_without_titles_or_examples_still_renders(cfg, run_paths: Paths) -> None:
@@ -373,10 +371,10 @@ def test_older_eval_report_without_titles_or_examples_still_renders(cfg, run_pat
 
 def test_optional_reports_missing_are_said_not_invented(cfg, run_paths: Paths) -> None:
     run_paths.inference_json.unlink()
-    (run_paths.train_reports / "loss.png").unlink()
+    (run_paths.train_reports.loss_plot).unlink()
     run_paths.validation_summary.unlink()
     result = card.run(cfg, run_paths)
-    text = (run_paths.card_dir / "README.md").read_text()
+    text = (run_paths.card.readme).read_text()
     assert result.missing_inputs == [
         "reports/inference.json",
         "reports/train/loss.png",
@@ -388,7 +386,7 @@ def test_optional_reports_missing_are_said_not_invented(cfg, run_paths: Paths) -
         and "| 16 | not measured | not measured |" in text
     )
     assert "validation_summary.json" not in text
-    assert sorted(p.name for p in run_paths.card_dir.iterdir()) == ["README.md", "training_params.json"]
+    assert sorted(p.name for p in run_paths.card.dir.iterdir()) == ["README.md", "training_params.json"]
 
 
 def test_unknown_license_needs_card_license(cfg, run_paths: Paths) -> None:
@@ -398,11 +396,11 @@ def test_unknown_license_needs_card_license(cfg, run_paths: Paths) -> None:
         card.run(cfg, run_paths)
     cfg.card.license = "mit"
     card.run(cfg, run_paths)
-    assert _front_matter((run_paths.card_dir / "README.md").read_text())["license"] == "mit"
+    assert _front_matter((run_paths.card.readme).read_text())["license"] == "mit"
 
 
 def test_base_weights_changed_since_training_is_an_error(cfg, run_paths: Paths) -> None:
-    metrics = run_paths.train_reports / "metrics.json"
+    metrics = run_paths.train_reports.metrics
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "base_sha256": "0" * 64}))
     with pytest.raises(PublishError, match="models/base changed since training"):
         card.run(cfg, run_paths)
@@ -464,11 +462,11 @@ def test_scrub_makes_paths_relative_and_drops_what_is_machine_local(tmp_path: Pa
 
 
 def test_card_copies_nothing_from_a_stale_card_dir(cfg, run_paths: Paths) -> None:
-    run_paths.card_dir.mkdir(parents=True)
-    (run_paths.card_dir / "stale.txt").write_text("old")
+    run_paths.card.dir.mkdir(parents=True)
+    (run_paths.card.dir / "stale.txt").write_text("old")
     card.run(cfg, run_paths)
-    assert sorted(p.name for p in run_paths.card_dir.iterdir()) == CARD_FILES
-    shutil.rmtree(run_paths.card_dir)
+    assert sorted(p.name for p in run_paths.card.dir.iterdir()) == CARD_FILES
+    shutil.rmtree(run_paths.card.dir)
 
 
 def _set_method(paths: Paths, method: str, merged: bool) -> None:
@@ -478,15 +476,15 @@ def _set_method(paths: Paths, method: str, merged: bool) -> None:
 
 def test_card_describes_the_weights_each_method_produced(cfg, run_paths: Paths) -> None:
     card.run(cfg, run_paths)
-    text = (run_paths.card_dir / "README.md").read_text()
+    text = (run_paths.card.readme).read_text()
     assert "holds the merged weights" in text and "same greedy tokens as base + adapter on 3 prompts" in text
     _set_method(run_paths, "full", merged=True)
     card.run(cfg, run_paths)
-    text = (run_paths.card_dir / "README.md").read_text()
+    text = (run_paths.card.readme).read_text()
     assert "fully fine-tuned weights" in text and 'subfolder="adapter"' not in text
     _set_method(run_paths, "prompt_tuning", merged=False)
     card.run(cfg, run_paths)
-    text = (run_paths.card_dir / "README.md").read_text()
+    text = (run_paths.card.readme).read_text()
     assert "The top-level weights are the **unchanged base model**: prompt_tuning learns soft prompts" in text
     assert "gives the base model; load the adapter" in text and 'subfolder="adapter"' in text
 

@@ -159,12 +159,12 @@ def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Pa
     ]
 
     reports = paths.eval_reports
-    assert (reports / "deltas.png").read_bytes()[:4] == b"\x89PNG"
-    table = (reports / "table.md").read_text()
+    assert reports.deltas_plot.read_bytes()[:4] == b"\x89PNG"
+    table = reports.table.read_text()
     assert "| logicflow_math_heldout | accuracy | 3 |" in table and "## Not run" in table
     for model in ("base", "tuned"):
         for task in ("logicflow_math_heldout", "humaneval", "ifeval"):
-            lines = (reports / "samples" / model / f"{task}.jsonl").read_text().splitlines()
+            lines = (reports.samples / model / f"{task}.jsonl").read_text().splitlines()
             sample = json.loads(lines[0])
             assert len(lines) == 3 and sample["prompt"].startswith("<|im_start|>system")
             assert isinstance(sample["response"], str) and sample["finish_reason"] in {"eos", "max_tokens"}
@@ -237,14 +237,14 @@ def test_identical_weights_and_unchanged_inputs_reuse_results(tmp_path: Path, mo
     assert [(r["delta"], r["p_value"]) for r in first["results"]] == [(0.0, 1.0)]
     assert first["results"][0]["status"] in {"inconclusive", "no significant change"}
     assert first["not_run"] == [] and not result.gate_passed  # the same weights cannot show a gain
-    samples = paths.eval_reports / "samples"
+    samples = paths.eval_reports.samples
     assert (samples / "tuned" / "logicflow_math_heldout.jsonl").read_text() == (
         samples / "base" / "logicflow_math_heldout.jsonl"
     ).read_text()
 
     run(cfg, paths)  # nothing changed: the base results come from the eval cache
     second = json.loads(paths.eval_json.read_text())
-    summary = json.loads((paths.eval_reports / "summary.json").read_text())
+    summary = json.loads((paths.eval_reports.summary).read_text())
     assert "cached" in summary["base"] and "reused" in summary["tuned"]
     assert second["results"] == first["results"]  # seconds included: the cached run's own timings
     assert (samples / "base" / "logicflow_math_heldout.jsonl").exists()

@@ -117,4 +117,4 @@ def test_damaged_models_report_publishes_nothing_to_the_hub(
         assert result.status == "not published" and not result.gate_passed
         assert dict((t.target, t.status) for t in result.targets)["hub"] == "skipped"
         assert hub.requests == []  # the Hub was not even contacted
-    assert "Evaluation gate: **failed**" in (paths.card_dir / "README.md").read_text()
+    assert "Evaluation gate: **failed**" in (paths.card.readme).read_text()

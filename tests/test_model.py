@@ -7,7 +7,6 @@ import pytest
 
 from logicflow.errors import ModelError
 from logicflow.model import (
-    MANIFEST,
     SMOLLM2_ID,
     TINY_MODEL_ID,
     fetch_base_model,
@@ -15,6 +14,7 @@ from logicflow.model import (
     load_tokenizer,
     weights_sha256,
 )
+from logicflow.paths import MODEL_MANIFEST
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,7 @@ def test_tiny_model_is_built_then_served_from_caches(tmp_path: Path, machine_cac
     first = fetch_base_model(TINY_MODEL_ID, "main", tmp_path / "a")
     assert first.source == "tiny"
     assert first.sha256 == weights_sha256(tmp_path / "a")
-    assert json.loads((tmp_path / "a" / MANIFEST).read_text())["sha256"] == first.sha256
+    assert json.loads((tmp_path / "a" / MODEL_MANIFEST).read_text())["sha256"] == first.sha256
     # a second workspace is filled from the machine cache, byte-identical
     second = fetch_base_model(TINY_MODEL_ID, "main", tmp_path / "b")
     assert second == first

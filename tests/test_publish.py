@@ -20,9 +20,9 @@ import pytest
 from hub_server import HubServer
 from logicflow.config import load_config
 from logicflow.errors import LogicFlowError, PublishError
-from logicflow.paths import Paths
+from logicflow.paths import PUBLISH_MANIFEST, Paths
 from logicflow.publishing.hub import RetryPolicy
-from logicflow.publishing.repo import MANIFEST, fingerprint, read_fingerprint
+from logicflow.publishing.repo import fingerprint, read_fingerprint
 from logicflow.stages import card, publish
 from publish_fixtures import mlflow_training_run, shared_models, write_run
 
@@ -94,20 +94,20 @@ def test_local_folder_is_laid_out_like_the_hub_repo_and_loads(tmp_path: Path, mo
         "training_params.json",
         "validation_summary.json",
     ]
-    assert tree["README.md"] == _tree(paths.card_dir)["README.md"]
+    assert tree["README.md"] == _tree(paths.card.dir)["README.md"]
     assert tree["eval.json"] == hashlib.sha256(paths.eval_json.read_bytes()).hexdigest()
     assert tree["model.safetensors"] == _tree(paths.merged)["model.safetensors"]
-    manifest = json.loads((paths.publish_dir / MANIFEST).read_text())
+    manifest = json.loads((paths.publish_dir / PUBLISH_MANIFEST).read_text())
     assert (
         manifest["fingerprint"]
         == result.fingerprint
-        == fingerprint({k: v for k, v in tree.items() if k != MANIFEST})
+        == fingerprint({k: v for k, v in tree.items() if k != PUBLISH_MANIFEST})
     )
     assert manifest["run"]["run_id"] and manifest["base_model"]["id"] == "logicflow/tiny-random-llama"
     # re-publishing the unchanged model is a no-op
-    mtime = (paths.publish_dir / MANIFEST).stat().st_mtime_ns
+    mtime = (paths.publish_dir / PUBLISH_MANIFEST).stat().st_mtime_ns
     again = publish.run(_cfg(), paths)
-    assert again.status == "unchanged" and (paths.publish_dir / MANIFEST).stat().st_mtime_ns == mtime
+    assert again.status == "unchanged" and (paths.publish_dir / PUBLISH_MANIFEST).stat().st_mtime_ns == mtime
     # the card's own usage snippet loads the folder with transformers and chats (fresh interpreter)
     snippet = re.search(
         r"```python\n(from transformers.*?)```", (paths.publish_dir / "README.md").read_text(), re.S
@@ -209,7 +209,7 @@ def test_bad_input_is_one_clear_line_and_leaves_published_versions(
         report["results"][0]["tuned"]["value"] = 0.75
         paths.eval_json.write_text(json.dumps(report))
     if case != "changed weights":
-        metrics_file = paths.train_reports / "metrics.json"
+        metrics_file = paths.train_reports.metrics
         from logicflow.model import weights_sha256
 
         metrics_file.write_text(

@@ -162,7 +162,7 @@ def test_unreachable_endpoint_fails_clearly_after_retries(
     with pytest.raises(PublishError, match=r"unreachable or failing after 3 attempts \(ConnectError") as err:
         push_folder(
             target,
-            paths.card_dir,
+            paths.card.dir,
             "f" * 64,
             "msg",
             retry=RetryPolicy(attempts=3, backoff_s=1.0, sleep=waits.append),
@@ -174,7 +174,7 @@ def test_unreachable_endpoint_fails_clearly_after_retries(
 def test_wrong_token_is_refused_without_retry_or_echo(hub: HubServer, paths) -> None:
     wrong = "hf_wrong_token_that_must_not_leak"
     with pytest.raises(PublishError, match="refused the publish") as err:
-        push_folder(_target(hub, token=wrong), paths.card_dir, "f" * 64, "msg")
+        push_folder(_target(hub, token=wrong), paths.card.dir, "f" * 64, "msg")
     assert wrong not in str(err.value) and TOKEN not in str(err.value)
     assert "401" in str(err.value) and "HF_TOKEN" in str(err.value)
     assert hub.count("POST", "create") == 1 and hub.repos == {}  # not retried: a bad token stays bad

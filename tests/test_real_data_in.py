@@ -133,7 +133,7 @@ def test_no_malformed_row_stops_the_data_stage(user_data_run) -> None:  # noqa: 
 
 def test_every_bad_row_is_in_quarantine_with_its_reason_and_raw_content(user_data_run) -> None:  # noqa: ANN001
     paths, expected, _, _ = user_data_run
-    quarantine = pq.read_table(paths.quarantine_dir / "rows.parquet").to_pylist()
+    quarantine = pq.read_table(paths.quarantine_rows).to_pylist()
     unparsed = [row for row in quarantine if row["split"] == "unparsed"]
     for name, codes in expected.items():
         rows = [row for row in unparsed if row["source"] == name]
@@ -162,7 +162,7 @@ def test_raw_rows_equal_clean_plus_quarantined_per_dataset(user_data_run) -> Non
         assert entry["rows_in"] == GOOD + len(codes) == entry["clean"] + entry["quarantined"]
         assert entry["not_converted"] == len(codes)
     assert summary["families"]["parse"] == sum(len(c) for c in expected.values())
-    docs = (paths.validation_reports / "docs").rglob("*.html")
+    docs = paths.validation_reports.docs.rglob("*.html")
     assert any("parsed (parse)" in page.read_text() for page in docs)  # the Data Docs show them
 
 

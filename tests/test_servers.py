@@ -33,7 +33,7 @@ def test_free_port_is_bindable_and_loopback_only() -> None:
         assert not servers.port_free(port)
     assert servers.HOST == "127.0.0.1"
     assert "127.0.0.1" in servers._prefect_argv(port) and "127.0.0.1" in servers._mlflow_argv(
-        servers.Layout(Paths.from_root(".")), port
+        Paths.from_root(".").servers, port
     )
 
 
@@ -54,7 +54,7 @@ def test_server_that_exits_names_its_log(paths: Paths, monkeypatch: pytest.Monke
         servers.start(paths, services=("prefect",), timeout=30)
     message = str(err.value)
     assert "exited with code 3" in message and "cannot open database" in message
-    assert str(servers.Layout(paths).log("prefect")) in message
+    assert str(paths.servers.log("prefect")) in message
     assert servers.read_state(paths) == {}
 
 
@@ -101,7 +101,7 @@ def test_a_recycled_pid_is_never_ours(paths: Paths) -> None:
             "port": 1,
         }
     }
-    layout = servers.Layout(paths)
+    layout = paths.servers
     layout.dir.mkdir(parents=True)
     layout.state_file.write_text(json.dumps(state))
     assert servers.status(paths)["prefect"]["running"] is False
@@ -111,7 +111,7 @@ def test_a_recycled_pid_is_never_ours(paths: Paths) -> None:
 
 
 def test_unreadable_state_file(paths: Paths) -> None:
-    layout = servers.Layout(paths)
+    layout = paths.servers
     layout.dir.mkdir(parents=True)
     layout.state_file.write_text("{not json")
     with pytest.raises(servers.ServerError, match="servers.json: unreadable"):
@@ -138,7 +138,7 @@ def test_up_status_down_leaves_no_process(tmp_path: Path, monkeypatch: pytest.Mo
         "PREFECT_API_URL": state["prefect"]["api_url"],
         "MLFLOW_TRACKING_URI": state["mlflow"]["url"],
     }
-    saved = json.loads(servers.Layout(paths).state_file.read_text())
+    saved = json.loads(paths.servers.state_file.read_text())
     assert {k: saved[k]["pid"] for k in saved} == {k: state[k]["pid"] for k in state}
     assert (root / ".logicflow" / "prefect" / "prefect.db").exists()
     assert (root / ".logicflow" / "mlflow.db").exists()
@@ -162,5 +162,5 @@ def test_up_status_down_leaves_no_process(tmp_path: Path, monkeypatch: pytest.Mo
     assert servers.status(paths) == {}
 
     # the next `up` comes back on the same ports (URLs recorded in runs stay valid)
-    ports = json.loads(servers.Layout(paths).ports_file.read_text())
+    ports = json.loads(paths.servers.ports_file.read_text())
     assert ports == {"prefect": state["prefect"]["port"], "mlflow": state["mlflow"]["port"]}

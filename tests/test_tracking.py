@@ -78,8 +78,8 @@ def test_uri_order_env_then_params_then_local_server_then_project_store(
 def test_local_server_entry_is_read_from_servers_json_only_while_it_runs(tmp_path: Path) -> None:
     """`logicflow up` records the server; a stale record (dead pid) falls through to the sqlite store."""
     paths = Paths.from_root(tmp_path)
-    paths.state_dir.mkdir()
-    (paths.state_dir / "servers.json").write_text(
+    paths.servers.dir.mkdir()
+    (paths.servers.state_file).write_text(
         json.dumps({"mlflow": {"url": "http://127.0.0.1:1", "pid": 999999999, "started": 0}})
     )
     from logicflow.servers import tracking_uri
@@ -204,12 +204,12 @@ def test_default_store_and_server_made_experiments_keep_artifacts_in_the_project
 
     paths = Paths.from_root(tmp_path)
     uri = tracking.local_store_uri(paths)
-    paths.state_dir.mkdir()
+    paths.servers.dir.mkdir()
     MlflowClient(uri).create_experiment("served", artifact_location="mlflow-artifacts:/7")
     (tmp_path / "a.txt").write_text("x")
     with tracking.open_run(cfg("tracking.experiment=served"), paths, system_metrics=False) as tracker:
         assert tracker.info.tracking_uri == uri
         tracker.log_artifact(tmp_path / "a.txt", "plots")
-    landed = paths.state_dir / "mlartifacts" / "7" / tracker.info.run_id / "artifacts" / "plots" / "a.txt"
+    landed = paths.servers.mlflow_artifacts / "7" / tracker.info.run_id / "artifacts" / "plots" / "a.txt"
     assert landed.read_text() == "x"
     assert not (tmp_path / "mlruns").exists()

@@ -53,7 +53,7 @@ def lora_tensors(adapter: Path) -> dict[str, torch.Tensor]:
 def test_loss_drops_and_outputs_follow_the_contract(trained) -> None:
     paths, result = trained
     reports = paths.train_reports
-    metrics = json.loads((reports / "metrics.json").read_text())
+    metrics = json.loads(reports.metrics.read_text())
     for key in (
         "train_loss",
         "eval_loss",
@@ -262,13 +262,13 @@ def test_resume_after_sigkill_reaches_the_same_adapter(trained, mlflow_uri: str,
         proc.stderr.close()
     killed_at = checkpoints.last_checkpoint(paths.checkpoints)
     assert killed_at is not None and int(killed_at.name.split("-")[1]) < 16  # really mid-run
-    assert not (paths.train_reports / "metrics.json").exists()
+    assert not (paths.train_reports.metrics).exists()
     killed_run = checkpoints.read_state(paths.checkpoints).mlflow_run_id
 
     result = run(config(paths), paths, resume=True)
     assert result.resumed_from == str(killed_at)
     assert result.run_id == killed_run  # the same MLflow run continues
-    want, got = read_csv(reference.train_reports / "loss.csv"), read_csv(paths.train_reports / "loss.csv")
+    want, got = read_csv(reference.train_reports.loss_csv), read_csv(paths.train_reports.loss_csv)
     assert [r["step"] for r in got] == [r["step"] for r in want]
     for a, b in zip(want, got, strict=True):
         for key in ("train_loss", "eval_loss"):
@@ -302,8 +302,8 @@ def test_two_cpu_processes_shard_the_data_into_one_run(mlflow_uri: str, tmp_path
     ]  # torchrun -m logicflow.cli ...
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ)
     assert done.returncode == 0, done.stderr[-4000:]
-    metrics = json.loads((paths.train_reports / "metrics.json").read_text())
-    params = json.loads((paths.train_reports / "params.json").read_text())
+    metrics = json.loads((paths.train_reports.metrics).read_text())
+    params = json.loads((paths.train_reports.params).read_text())
     assert metrics["world_size"] == 2 == params["trainer"]["world_size"]  # a silent single process fails here
     # 16 rows / (2 per device x 2 devices) = 4 steps; the gathered token count covers every row exactly once
     assert metrics["global_step"] == 4

@@ -107,7 +107,7 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(
         "checkpoint-2",
         "checkpoint-4",
     ]
-    assert not (paths.train_reports / "metrics.json").exists() and not paths.adapter.exists()
+    assert not (paths.train_reports.metrics).exists() and not paths.adapter.exists()
 
     from mlflow import MlflowClient
 
@@ -128,7 +128,7 @@ def test_failed_run_keeps_previous_outputs(
         p: p.read_bytes()
         for p in [
             paths.adapter / "adapter_model.safetensors",
-            paths.train_reports / "metrics.json",
+            paths.train_reports.metrics,
             paths.mlflow_run_file,
         ]
     }
@@ -140,4 +140,4 @@ def test_failed_run_keeps_previous_outputs(
     with pytest.raises(TrainingError, match="simulated"):
         run(config(paths, "train.max_steps=3", "train.eval_steps=100"), paths)
     assert {p: p.read_bytes() for p in before} == before
-    assert json.loads((paths.train_reports / "metrics.json").read_text())["global_step"] == 2
+    assert json.loads((paths.train_reports.metrics).read_text())["global_step"] == 2

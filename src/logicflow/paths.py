@@ -1,4 +1,11 @@
-"""Every artifact location, derived from the project root. No other module spells a path."""
+"""Every artifact location, derived from the project root. No other module spells a path.
+
+`Paths` names the project's folders and files. A folder with several files of its own (reports, the card,
+server state) has a small layout class, rooted either at the folder itself or at the temp folder a stage
+builds it in before renaming it into place (`atomic_dir`): `TrainReports(tmp).metrics`. The marker files
+LogicFlow writes into model folders are named here too; the file names of upstream formats (config.json,
+tokenizer.json, ...) belong to those formats and are spelled where they are read.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,144 @@ from pathlib import Path
 def user_cache_dir() -> Path:
     """Per-machine cache shared by all clones (converted models): $LOGICFLOW_CACHE or ~/.cache/logicflow."""
     return Path(os.environ.get("LOGICFLOW_CACHE", Path.home() / ".cache" / "logicflow"))
+
+
+MODEL_MANIFEST = "logicflow_model.json"  # models/base: what was resolved (id, revision, sha256)
+TRAIN_MANIFEST = "logicflow_train.json"  # models/merged, models/adapter: method, merged or not, dtype
+CHECKPOINT_STATE = "logicflow_state.json"  # checkpoints/: the fingerprint a resume must match
+PUBLISH_MANIFEST = "logicflow.json"  # publish/: the fingerprint of what was pushed
+
+
+@dataclass(frozen=True)
+class TrainReports:
+    """reports/train: the train stage's record beside the model."""
+
+    dir: Path
+
+    @property
+    def params(self) -> Path:
+        return self.dir / "params.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.json"
+
+    @property
+    def loss_csv(self) -> Path:
+        return self.dir / "loss.csv"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.dir / "loss.png"
+
+    @property
+    def mlflow_run(self) -> Path:
+        """The MLflow run the stages log into (run id, experiment, tracking URI)."""
+        return self.dir / "mlflow_run.json"
+
+
+@dataclass(frozen=True)
+class ValidationReports:
+    """reports/validation: GX Data Docs, the summary (a DVC metric) and the token-length histogram."""
+
+    dir: Path
+
+    @property
+    def docs(self) -> Path:
+        return self.dir / "docs"
+
+    @property
+    def docs_index(self) -> Path:
+        return self.docs / "index.html"
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / "summary.json"
+
+    @property
+    def histogram(self) -> Path:
+        return self.dir / "token_lengths.png"
+
+
+@dataclass(frozen=True)
+class EvalReports:
+    """reports/eval: the tables, chart and samples behind reports/eval.json."""
+
+    dir: Path
+
+    @property
+    def table(self) -> Path:
+        return self.dir / "table.md"
+
+    @property
+    def deltas_plot(self) -> Path:
+        return self.dir / "deltas.png"
+
+    @property
+    def inference_table(self) -> Path:
+        return self.dir / "inference.md"
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / "summary.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.dir / "samples"
+
+
+@dataclass(frozen=True)
+class CardFiles:
+    """card/: the model card and the files it links (published as they are)."""
+
+    dir: Path
+
+    @property
+    def readme(self) -> Path:
+        return self.dir / "README.md"
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.dir / "loss.png"
+
+    @property
+    def training_params(self) -> Path:
+        return self.dir / "training_params.json"
+
+    @property
+    def validation_summary(self) -> Path:
+        return self.dir / "validation_summary.json"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """.logicflow: the local Prefect and MLflow servers' state, databases and logs."""
+
+    dir: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "servers.json"
+
+    @property
+    def ports_file(self) -> Path:
+        """The last ports used, kept across `down` so the URLs (and links recorded in runs) stay valid."""
+        return self.dir / "ports.json"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.dir / "prefect"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.dir / "mlartifacts"
+
+    def log(self, service: str) -> Path:
+        return self.dir / "logs" / f"{service}.log"
 
 
 @dataclass(frozen=True)
@@ -75,12 +220,22 @@ class Paths:
         return self.root / "data" / "quarantine"
 
     @property
-    def validation_reports(self) -> Path:
-        return self.root / "reports" / "validation"
+    def quarantine_rows(self) -> Path:
+        """Every quarantined row: the input columns + split, reasons, detail, raw."""
+        return self.quarantine_dir / "rows.parquet"
+
+    @property
+    def validation_reports(self) -> ValidationReports:
+        return ValidationReports(self.root / "reports" / "validation")
+
+    @property
+    def validation_failed_reports(self) -> ValidationReports:
+        """Where a failing validate run leaves its Data Docs and summary for a person to read."""
+        return ValidationReports(self.root / "reports" / "validation-failed")
 
     @property
     def validation_summary(self) -> Path:
-        return self.validation_reports / "summary.json"
+        return self.validation_reports.summary
 
     # model stage
     @property
@@ -101,17 +256,17 @@ class Paths:
         return self.root / "checkpoints"
 
     @property
-    def train_reports(self) -> Path:
-        return self.root / "reports" / "train"
+    def train_reports(self) -> TrainReports:
+        return TrainReports(self.root / "reports" / "train")
 
     @property
     def mlflow_run_file(self) -> Path:
-        return self.train_reports / "mlflow_run.json"
+        return self.train_reports.mlflow_run
 
     # evaluate stage
     @property
-    def eval_reports(self) -> Path:
-        return self.root / "reports" / "eval"
+    def eval_reports(self) -> EvalReports:
+        return EvalReports(self.root / "reports" / "eval")
 
     @property
     def eval_json(self) -> Path:
@@ -123,8 +278,8 @@ class Paths:
 
     # card / publish stages
     @property
-    def card_dir(self) -> Path:
-        return self.root / "card"
+    def card(self) -> CardFiles:
+        return CardFiles(self.root / "card")
 
     @property
     def publish_dir(self) -> Path:
@@ -132,8 +287,8 @@ class Paths:
 
     # local servers and DVC
     @property
-    def state_dir(self) -> Path:
-        return self.root / ".logicflow"
+    def servers(self) -> ServerState:
+        return ServerState(self.root / ".logicflow")
 
     @property
     def dvc_lock(self) -> Path:

@@ -197,18 +197,18 @@ def summary(paths: Paths, result: RunResult, state: dict[str, dict[str, Any]]) -
     if experiment := result.artifacts.get("experiment"):
         lines.append(f"  {experiment.strip()}")
     table = result.artifacts.get("eval-table")
-    if table is None and (paths.eval_reports / "table.md").is_file():
-        table = (paths.eval_reports / "table.md").read_text()
+    if table is None and paths.eval_reports.table.is_file():
+        table = paths.eval_reports.table.read_text()
     if table:
         lines += ["", table.strip()]
     where = [
-        ("model card", paths.card_dir / "README.md"),
+        ("model card", paths.card.readme),
         ("adapter", paths.adapter),
         ("merged model", paths.merged),
         ("base model", paths.base_model),
         ("eval report", paths.eval_json),
         ("published", paths.publish_dir),
-        ("data docs", paths.validation_reports / _data_docs(paths)),
+        ("data docs", paths.validation_reports.docs_index),
     ]
     found = [(label, path) for label, path in where if path.exists()]
     if found:
@@ -230,11 +230,6 @@ def _stage_cell(row: dict[str, Any]) -> str:
     """`train: ran (212 s)`; an up-to-date stage shows no time (DVC's check is a second or two)."""
     seconds = row.get("seconds") if row["result"] == "ran" else None
     return f"{row['stage']}: {row['result']}" + (f" ({seconds:.0f} s)" if seconds else "")
-
-
-def _data_docs(paths: Paths) -> str:
-    """The Data Docs page, as the validate stage records it in its summary."""
-    return (_read_json(paths.validation_summary) or {}).get("data_docs") or "index.html"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -30,7 +30,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ import psutil
 
 from logicflow.atomic import write_json
 from logicflow.errors import LogicFlowError
-from logicflow.paths import Paths
+from logicflow.paths import Paths, ServerState
 
 logger = logging.getLogger(__name__)
 
@@ -59,53 +58,18 @@ class ServerError(LogicFlowError):
     """A local server that cannot start, answer or stop: names the port and the log to read."""
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the local servers keep their state (all under `paths.state_dir`)."""
-
-    paths: Paths
-
-    @property
-    def dir(self) -> Path:
-        return self.paths.state_dir
-
-    @property
-    def state_file(self) -> Path:
-        return self.dir / "servers.json"
-
-    @property
-    def ports_file(self) -> Path:
-        """The last ports used, kept across `down` so the URLs (and links recorded in runs) stay valid."""
-        return self.dir / "ports.json"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.dir / "prefect"
-
-    @property
-    def mlflow_db(self) -> Path:
-        return self.dir / "mlflow.db"
-
-    @property
-    def mlflow_artifacts(self) -> Path:
-        return self.dir / "mlartifacts"
-
-    def log(self, service: str) -> Path:
-        return self.dir / "logs" / f"{service}.log"
-
-
 # ---------------------------------------------------------------------------------------------- state
 
 
 def read_state(paths: Paths) -> dict[str, dict[str, Any]]:
     """The recorded servers (empty when `up` never ran or `down` cleaned up)."""
     try:
-        return json.loads(Layout(paths).state_file.read_text())
+        return json.loads(paths.servers.state_file.read_text())
     except FileNotFoundError:
         return {}
     except json.JSONDecodeError as exc:
         raise ServerError(
-            f"{Layout(paths).state_file}: unreadable ({exc}); delete it and run `logicflow up`"
+            f"{paths.servers.state_file}: unreadable ({exc}); delete it and run `logicflow up`"
         ) from None
 
 
@@ -219,9 +183,9 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def _spawn(
-    service: str, argv: list[str], layout: Layout, extra_env: dict[str, str], drop_env: Iterable[str] = ()
+    service: str, argv: list[str], paths: Paths, extra_env: dict[str, str], drop_env: Iterable[str] = ()
 ) -> dict[str, Any]:
-    log = layout.log(service)
+    log = paths.servers.log(service)
     log.parent.mkdir(parents=True, exist_ok=True)
     environ = child_env(extra_env)
     for key in drop_env:
@@ -231,7 +195,7 @@ def _spawn(
         out.flush()
         proc = subprocess.Popen(
             argv,
-            cwd=layout.paths.root,
+            cwd=paths.root,
             env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -325,7 +289,7 @@ def _prefect_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
 
 
-def _mlflow_argv(layout: Layout, port: int) -> list[str]:
+def _mlflow_argv(layout: ServerState, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -362,7 +326,7 @@ def start(
     A service that already runs and answers is kept. The serve process is restarted when Prefect was.
     On failure every process this call started is stopped again and the error names its log.
     """
-    layout = Layout(paths)
+    layout = paths.servers
     services = tuple(services)
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
@@ -403,7 +367,7 @@ def start(
                 entry = _spawn(
                     service,
                     argv,
-                    layout,
+                    paths,
                     {  # the UI asks the browser to call this API (its default is port 4200)
                         "PREFECT_HOME": str(layout.prefect_home),
                         "PREFECT_UI_API_URL": f"{url}/api",
@@ -417,7 +381,7 @@ def start(
                 entry = _spawn(
                     service,
                     _mlflow_argv(layout, port),
-                    layout,
+                    paths,
                     # no job runner: it forks ~8 huey workers (GenAI jobs we do not use) on a 2-core box
                     {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                     drop_env=("MLFLOW_TRACKING_URI",),
@@ -445,7 +409,7 @@ def start(
                 if _owned(serve_entry):
                     _stop_entry("serve", serve_entry)
                 since = time.time()
-                entry = _spawn("serve", _serve_argv(paths), layout, serve_env(paths, state))
+                entry = _spawn("serve", _serve_argv(paths), paths, serve_env(paths, state))
                 entry.update(api_url=state["prefect"]["api_url"], fingerprint=fingerprint)
                 started["serve"] = state["serve"] = entry
                 _wait_served(state["prefect"]["api_url"], entry, serve_deployments, since, timeout)
@@ -466,7 +430,7 @@ def start(
     return state
 
 
-def _read_ports(layout: Layout) -> dict[str, int]:
+def _read_ports(layout: ServerState) -> dict[str, int]:
     try:
         return {k: int(v) for k, v in json.loads(layout.ports_file.read_text()).items()}
     except (OSError, ValueError, AttributeError):
@@ -486,7 +450,7 @@ def serve_env(paths: Paths, state: dict[str, dict[str, Any]]) -> dict[str, str]:
     """What the serve process and its flow runs need: the two servers and the project root."""
     out = {
         "PREFECT_API_URL": state["prefect"]["api_url"],
-        "PREFECT_HOME": str(Layout(paths).prefect_home),
+        "PREFECT_HOME": str(paths.servers.prefect_home),
         "PREFECT_UI_URL": state["prefect"]["url"],
         "PREFECT_RUNNER_POLL_FREQUENCY": str(SERVE_POLL_S),
         "LOGICFLOW_ROOT": str(paths.root),
@@ -569,7 +533,7 @@ def _describe(proc: psutil.Process) -> str:
 
 def stop(paths: Paths, services: Iterable[str] = SERVICES) -> dict[str, bool]:
     """Stop the recorded services; True for each one that was running."""
-    layout = Layout(paths)
+    layout = paths.servers
     state = read_state(paths)
     chosen = {s: state.pop(s) for s in reversed(SERVICES) if s in state and s in set(services)}
     # serve first and alone: it talks to Prefect while it shuts down, and hangs if Prefect went first
@@ -596,7 +560,7 @@ def _reap(procs: list[psutil.Process], grace_s: float = 10.0) -> None:
 
 def stray_processes(paths: Paths) -> list[psutil.Process]:
     """Processes still running with this project's state dir on their command line or in their env."""
-    marker = str(Layout(paths).dir)
+    marker = str(paths.servers.dir)
     root = str(paths.root)
     found = []
     for proc in psutil.process_iter(["cmdline"]):

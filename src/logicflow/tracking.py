@@ -61,7 +61,7 @@ class RunInfo:
 
 def local_store_uri(paths: Paths) -> str:
     """The project's own store (artifacts beside it in `mlartifacts/`), also served by `logicflow up`."""
-    return f"sqlite:///{paths.state_dir / 'mlflow.db'}"
+    return f"sqlite:///{paths.servers.mlflow_db}"
 
 
 def _local_server(paths: Paths) -> str | None:
@@ -70,7 +70,7 @@ def _local_server(paths: Paths) -> str | None:
 
         return tracking_uri(paths)
     except Exception as exc:  # noqa: BLE001 - an unreadable servers.json must not stop training; say so
-        logger.warning("ignoring %s: %s", paths.state_dir / "servers.json", exc)
+        logger.warning("ignoring %s: %s", paths.servers.state_file, exc)
         return None
 
 

@@ -18,12 +18,14 @@ import importlib.resources
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from logicflow.errors import PublishError
+from logicflow.paths import CardFiles
 from logicflow.publishing.card_data import (
     ABSOLUTE_PATH,
     LOCAL_URL,
@@ -38,9 +40,9 @@ from logicflow.publishing.card_data import (
 TEMPLATE = "model_card.md.jinja"
 PIPELINE_TAG = "text-generation"
 LIBRARY_NAME = "transformers"
-# JSON files the card links, written beside it in card/ and so published with it (see publishing.repo).
-TRAINING_PARAMS_FILE = "training_params.json"
-VALIDATION_FILE = "validation_summary.json"
+# The card's folder as the card links it (relative names): the JSON files beside README.md are published with
+# it (see publishing.repo).
+LINKED = CardFiles(Path())
 SUMMARY_METRICS = (
     ("global_step", "Optimizer steps"),
     ("train_tokens", "Training tokens"),
@@ -59,7 +61,7 @@ INFERENCE_ROWS = (
 )
 # Key hyperparameters shown in the body: (label, key in the flattened params.json the train stage writes);
 # a key the run did not record (no `peft` block for full fine-tuning) is left out. The rest is in
-# TRAINING_PARAMS_FILE.
+# LINKED.training_params.
 KEY_PARAMS = (
     ("LoRA rank r", "peft.r"),
     ("LoRA alpha", "peft.lora_alpha"),
@@ -415,9 +417,9 @@ def citation(d: RunData) -> str:
 
 def attachments(d: RunData) -> dict[str, str]:
     """The JSON files the card links (file name -> content), written beside it and published with it."""
-    files: dict[str, Any] = {TRAINING_PARAMS_FILE: d.params_report}
+    files: dict[str, Any] = {LINKED.training_params.name: d.params_report}
     if d.validation_report is not None:
-        files[VALIDATION_FILE] = d.validation_report
+        files[LINKED.validation_summary.name] = d.validation_report
     return {name: json.dumps(data, indent=2, sort_keys=True) + "\n" for name, data in files.items()}
 
 
@@ -472,8 +474,9 @@ def render_body(d: RunData) -> str:
                 fence=fence_for(template),
                 limitations=limitations(d),
                 citation=citation(d),
-                training_params_file=TRAINING_PARAMS_FILE,
-                validation_file=VALIDATION_FILE,
+                training_params_file=LINKED.training_params.name,
+                loss_plot_file=LINKED.loss_plot.name,
+                validation_file=LINKED.validation_summary.name,
             )
         )
     except jinja2.UndefinedError as exc:

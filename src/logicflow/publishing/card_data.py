@@ -28,7 +28,7 @@ from logicflow.config import Config
 from logicflow.errors import PublishError
 from logicflow.evaluation.report import Gate, NotRun, Rule
 from logicflow.model import ResolvedModel, read_manifest
-from logicflow.paths import Paths
+from logicflow.paths import TRAIN_MANIFEST, Paths
 
 # Upstream ids of the datasets `cfg.data.datasets` names; `logicflow.datasets.get_adapter(name).hub_id`
 # wins when that module provides it.
@@ -40,7 +40,6 @@ DATASET_HUB_IDS = {
 # dvc.lock entries left out of the lineage digest: the card and publish stages come after the card's inputs,
 # and including them would make each render change the digest the next render reads.
 LOCK_EXCLUDED_STAGES = ("card", "publish")
-TRAIN_MANIFEST = "logicflow_train.json"  # written by the train stage into models/merged and models/adapter
 STATUSES = ("improved", "dropped", "no significant change", "inconclusive")
 VERDICTS = ("passed", "failed", "inconclusive")
 
@@ -520,8 +519,8 @@ def collect(cfg: Config, paths: Paths) -> RunData:
         return scrub(read_json(paths, path, stage, required=required), paths.root)
 
     eval_report = parse_eval_report(report(paths.eval_json, "evaluate"), _rel(paths, paths.eval_json))
-    params = report(paths.train_reports / "params.json", "train")
-    metrics = report(paths.train_reports / "metrics.json", "train")
+    params = report(paths.train_reports.params, "train")
+    metrics = report(paths.train_reports.metrics, "train")
     if not isinstance(params, dict) or not isinstance(metrics, dict):
         raise PublishError(
             "reports/train/params.json and metrics.json must hold JSON objects; re-run `train`"
@@ -570,7 +569,7 @@ def collect(cfg: Config, paths: Paths) -> RunData:
         }
         inference_extra = flatten({k: v for k, v in inference_raw.items() if k not in ("base", "tuned")})
 
-    loss_plot = paths.train_reports / "loss.png"
+    loss_plot = paths.train_reports.loss_plot
     if not loss_plot.is_file():
         missing.append(_rel(paths, loss_plot))
         loss_plot = None

@@ -25,11 +25,10 @@ from typing import Any
 
 from logicflow.errors import PublishError
 from logicflow.model import file_sha256, weights_sha256
+from logicflow.paths import PUBLISH_MANIFEST, TRAIN_MANIFEST
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "logicflow.json"
-TRAIN_MANIFEST = "logicflow_train.json"  # the train stage's note on each folder (method, merged, dtype)
 ADAPTER_DIR = "adapter"
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -176,12 +175,12 @@ def materialize(plan: RepoPlan, out: Path) -> None:
     for file in plan.files:
         (out / file.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file.source, out / file.path_in_repo)
-    (out / MANIFEST).write_bytes(manifest_bytes(plan))
+    (out / PUBLISH_MANIFEST).write_bytes(manifest_bytes(plan))
 
 
 def read_fingerprint(folder: Path) -> str | None:
     try:
-        return str(json.loads((folder / MANIFEST).read_text())["fingerprint"])
+        return str(json.loads((folder / PUBLISH_MANIFEST).read_text())["fingerprint"])
     except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
         return None
 
@@ -189,11 +188,11 @@ def read_fingerprint(folder: Path) -> str | None:
 def folder_matches(plan: RepoPlan, folder: Path) -> bool:
     """`folder` already holds exactly this plan (same manifest bytes, same files and sizes)."""
     try:
-        if (folder / MANIFEST).read_bytes() != manifest_bytes(plan):
+        if (folder / PUBLISH_MANIFEST).read_bytes() != manifest_bytes(plan):
             return False
     except FileNotFoundError:
         return False
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {PUBLISH_MANIFEST}
     if present != {f.path_in_repo for f in plan.files}:
         return False
     return all((folder / f.path_in_repo).stat().st_size == f.source.stat().st_size for f in plan.files)

@@ -20,15 +20,12 @@ from dataclasses import dataclass
 
 from logicflow.atomic import atomic_dir, write_json
 from logicflow.config import Config
-from logicflow.paths import Paths
+from logicflow.paths import CardFiles, Paths
 from logicflow.publishing.card import attachments, render_card, validate_card
 from logicflow.publishing.card_data import collect
 from logicflow.publishing.metrics import run_metrics
 
 logger = logging.getLogger(__name__)
-
-CARD_FILE = "README.md"
-LOSS_PLOT = "loss.png"
 
 
 @dataclass(frozen=True)
@@ -46,17 +43,18 @@ def run(cfg: Config, paths: Paths) -> CardResult:
     data = collect(cfg, paths)
     text = render_card(data)
     card = validate_card(text, data.eval)
-    with atomic_dir(paths.card_dir) as tmp:
-        (tmp / CARD_FILE).write_text(text)
+    with atomic_dir(paths.card.dir) as tmp:
+        staged = CardFiles(tmp)
+        staged.readme.write_text(text)
         for name, content in attachments(data).items():
             (tmp / name).write_text(content)
         if data.loss_plot:
-            shutil.copyfile(data.loss_plot, tmp / LOSS_PLOT)
+            shutil.copyfile(data.loss_plot, staged.loss_plot)
     write_json(paths.run_metrics, run_metrics(data))
     for name in data.missing:
         logger.warning("card rendered without %s (the card says it was not recorded)", name)
     result = CardResult(
-        path=str(paths.card_dir / CARD_FILE),
+        path=str(paths.card.readme),
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         license=data.license,
         eval_results=len(card.data.eval_results or []),

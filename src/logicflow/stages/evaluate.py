@@ -59,7 +59,7 @@ from logicflow.evaluation.tasks import (
     rendered_data_files,
     task_titles,
 )
-from logicflow.paths import Paths
+from logicflow.paths import EvalReports, Paths
 
 # Before torch is imported: OpenMP threads that find their cores busy sleep instead of spinning.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -290,7 +290,7 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
         # Keys fixed before any work: what the results depend on, as of the start of this run.
         cacheable = not standard and cache.enabled()
         keys = {label: _cache_key(cfg, shas[label], include) for label in MODELS} if cacheable else {}
-        with atomic_dir(paths.eval_reports) as staging:
+        with atomic_dir(paths.eval_reports.dir) as staging:
             runs: dict[str, list[Any]] = {}
             summary: dict[str, Any] = {"threads": threads}
             for label in MODELS:
@@ -333,12 +333,13 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
                     adapter_dir=paths.adapter,
                 ),
             }
-            (staging / "table.md").write_text(markdown_table(rows, not_run, gate), encoding="utf-8")
-            delta_chart(rows, staging / "deltas.png")
-            (staging / "inference.md").write_text(inference_markdown(cost), encoding="utf-8")
-            examples = heldout_examples(staging / "samples")
+            staged = EvalReports(staging)
+            staged.table.write_text(markdown_table(rows, not_run, gate), encoding="utf-8")
+            delta_chart(rows, staged.deltas_plot)
+            staged.inference_table.write_text(inference_markdown(cost), encoding="utf-8")
+            examples = heldout_examples(staged.samples)
             summary["seconds"] = round(time.perf_counter() - start, 3)
-            (staging / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            staged.summary.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
         document = eval_document(
             config={
@@ -367,8 +368,9 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
         tracker.log_metrics(tracking_metrics(rows, cost, gate.passed))
         for path in (paths.eval_json, paths.inference_json):
             tracker.log_artifact(path, "eval")
-        for name in ("table.md", "deltas.png", "inference.md", "summary.json"):
-            tracker.log_artifact(paths.eval_reports / name, "eval")
+        reports = paths.eval_reports
+        for path in (reports.table, reports.deltas_plot, reports.inference_table, reports.summary):
+            tracker.log_artifact(path, "eval")
 
     seconds = round(time.perf_counter() - start, 3)
     logger.info(
@@ -384,5 +386,5 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
         gate_passed=gate.passed,
         gate_reasons=gate.reasons,
         seconds=seconds,
-        outputs=tuple(str(p) for p in (paths.eval_json, paths.inference_json, paths.eval_reports)),
+        outputs=tuple(str(p) for p in (paths.eval_json, paths.inference_json, paths.eval_reports.dir)),
     )

@@ -159,8 +159,8 @@ def _staged(paths: Paths, plan: RepoPlan, local: bool) -> Iterator[tuple[Path, b
             materialize(plan, tmp)
             yield tmp, False
         return
-    paths.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="publish-", dir=paths.state_dir))
+    paths.servers.dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="publish-", dir=paths.servers.dir))
     try:
         materialize(plan, tmp)
         yield tmp, False
@@ -176,7 +176,7 @@ def run(cfg: Config, paths: Paths, force: bool = False) -> PublishResult:
     # Every check that can fail comes before the first target is touched.
     hub = HubTarget.from_env(cfg.publish) if "hub" in targets else None
     report = load_eval_report(paths)
-    card = paths.card_dir / "README.md"
+    card = paths.card.readme
     if not card.is_file():
         raise PublishError(f"{card}: not found; run the `card` stage first (`dvc repro card`)")
     try:
@@ -187,14 +187,14 @@ def run(cfg: Config, paths: Paths, force: bool = False) -> PublishResult:
         paths, paths.mlflow_run_file, "train", required=bool({"hub", "mlflow"} & set(targets))
     )
     run_info = run_info or {}
-    metrics = read_json(paths, paths.train_reports / "metrics.json", "train")
+    metrics = read_json(paths, paths.train_reports.metrics, "train")
     verify_weights(paths.merged, metrics.get("merged_sha256"))
     manifest = read_manifest(paths.base_model)
     base = {"id": manifest.id, "revision": manifest.revision, "sha256": manifest.sha256} if manifest else {}
     plan = plan_repo(
         paths.merged,
         paths.adapter,
-        paths.card_dir,
+        paths.card.dir,
         paths.eval_json,
         # the run URL points at this machine's MLflow server: it stays local, the run id travels
         run={k: run_info.get(k) for k in ("run_id", "experiment_id") if run_info.get(k)},

@@ -318,9 +318,9 @@ def _write_reports(
 
     history = trainer.state.log_history
     rows = plots.loss_rows(history)
-    plots.write_csv(rows, paths.train_reports / "loss.csv")
+    plots.write_csv(rows, paths.train_reports.loss_csv)
     plots.write_png(
-        rows, paths.train_reports / "loss.png", f"{cfg.model.id} · {cfg.lora.method} · {cfg.profile}"
+        rows, paths.train_reports.loss_plot, f"{cfg.model.id} · {cfg.lora.method} · {cfg.profile}"
     )
     tokens = [e["num_tokens"] for e in history if "num_tokens" in e and "loss" in e]
     smoothed = [r["train_loss_smoothed"] for r in rows if r["train_loss_smoothed"] is not None]
@@ -353,8 +353,8 @@ def _write_reports(
             "freeze_modules": cfg.model.freeze_modules,
         },
     )
-    write_json(paths.train_reports / "params.json", params)
-    write_json(paths.train_reports / "metrics.json", metrics)
+    write_json(paths.train_reports.params, params)
+    write_json(paths.train_reports.metrics, metrics)
     return metrics
 
 
@@ -363,10 +363,10 @@ def _log_outputs(tracker: Any, paths: Paths, metrics: dict[str, Any]) -> None:
         {f"final.{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
         step=metrics["global_step"],
     )
-    tracker.log_artifact(paths.train_reports / "loss.png", "plots")
-    tracker.log_artifact(paths.train_reports / "loss.csv", "plots")
-    tracker.log_artifact(paths.train_reports / "params.json", "train")
-    tracker.log_artifact(paths.train_reports / "metrics.json", "train")
+    tracker.log_artifact(paths.train_reports.loss_plot, "plots")
+    tracker.log_artifact(paths.train_reports.loss_csv, "plots")
+    tracker.log_artifact(paths.train_reports.params, "train")
+    tracker.log_artifact(paths.train_reports.metrics, "train")
     tracker.log_artifacts(paths.adapter, "adapter")
 
 

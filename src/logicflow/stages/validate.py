@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from logicflow.atomic import atomic_dir, write_json
 from logicflow.config import Config
 from logicflow.errors import DataError, LogicFlowError, ValidationFailed
-from logicflow.paths import Paths
+from logicflow.paths import Paths, ValidationReports
 from logicflow.validation import checks, decontam, length, report, suites, unparsed
 from logicflow.validation.engine import CheckResult, GXEngine
 from logicflow.validation.tables import (
@@ -53,9 +53,6 @@ from logicflow.validation.tables import (
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_FILE = "rows.parquet"
-DOCS_DIR = "docs"  # Data Docs site inside reports/validation (summary.json beside it is the DVC metric)
-HISTOGRAM = "token_lengths.png"
 EXAMPLES = 5
 
 
@@ -102,11 +99,6 @@ class Inputs:
     raw_repaired: dict[str, int]  # columns whose invalid UTF-8 was replaced, per raw dataset
     unparsed: pa.Table  # upstream rows the data stage could not convert (see validation.unparsed)
     unified: pa.Table | None = None  # the files concatenated, once their schemas passed
-
-
-def failed_reports_dir(paths: Paths) -> Path:
-    """Where a failing run leaves its Data Docs and summary (to become `Paths.validation_failed_reports`)."""
-    return paths.validation_reports.with_name(paths.validation_reports.name + "-failed")
 
 
 # --- reading and the schema phase ---------------------------------------------------------------------------
@@ -272,7 +264,7 @@ def _raw_reasons(
 
 
 def _write_outputs(
-    inputs: Inputs, reasons: list[list[str]], clean_dir: Path, quarantine_dir: Path
+    inputs: Inputs, reasons: list[list[str]], clean_dir: Path, quarantine_rows: Path
 ) -> dict[str, int]:
     quarantined = np.array([bool(r) for r in reasons], dtype=bool)
     written: dict[str, int] = {}
@@ -289,10 +281,10 @@ def _write_outputs(
     bad = bad.append_column("detail", pa.nulls(len(rows), pa.string()))
     bad = bad.append_column("raw", pa.nulls(len(rows), pa.string()))
     bad = pa.concat_tables([bad, unparsed.quarantine_rows(inputs.unparsed, bad.schema)])
-    pq.write_table(bad, quarantine_dir / QUARANTINE_FILE, compression="zstd")
+    pq.write_table(bad, quarantine_rows, compression="zstd")
     for split in SPLITS:  # count what is on disk, not what was meant to be written
         written[split] = pq.read_metadata(clean_dir / f"{split}.parquet").num_rows
-    written["quarantine"] = pq.read_metadata(quarantine_dir / QUARANTINE_FILE).num_rows
+    written["quarantine"] = pq.read_metadata(quarantine_rows).num_rows
     return written
 
 
@@ -386,7 +378,7 @@ def _summary(
         "decontamination": {**derived.decontamination, "contaminated": all_reasons.get("contaminated", 0)},
         "dedupe": v.dedupe,
         "checks": {r.check.name: r.summary() for r in results},
-        "data_docs": f"{DOCS_DIR}/index.html",
+        "data_docs": str(ValidationReports(Path()).docs_index),
     }
 
 
@@ -443,19 +435,18 @@ def run(cfg: Config, paths: Paths) -> ValidateResult:
         inputs = _read_inputs(cfg, paths)
     valid_names = suites.all_check_names(list(inputs.raw), cfg.train.cutoff_len)
     with (
-        atomic_dir(paths.validation_reports) as reports,
+        atomic_dir(paths.validation_reports.dir) as reports,
         atomic_dir(paths.clean_dir) as clean_dir,
         atomic_dir(paths.quarantine_dir) as quarantine_dir,
     ):
         try:
             result = _run(cfg, paths, inputs, reports, clean_dir, quarantine_dir, valid_names, timer)
         except LogicFlowError:
-            if (reports / DOCS_DIR).exists():
-                failed = failed_reports_dir(paths)
-                with atomic_dir(failed) as tmp:
+            if ValidationReports(reports).docs.exists():
+                with atomic_dir(paths.validation_failed_reports.dir) as tmp:
                     shutil.copytree(reports, tmp, dirs_exist_ok=True)
             raise
-    shutil.rmtree(failed_reports_dir(paths), ignore_errors=True)  # a failed run's reports are now stale
+    shutil.rmtree(paths.validation_failed_reports.dir, ignore_errors=True)  # a failed run's reports: stale
     result.timings_s = {**timer.rounded(), "total": round(time.perf_counter() - started, 3)}
     return result
 
@@ -472,7 +463,7 @@ def _run(
 ) -> ValidateResult:
     v = cfg.validate_
     with timer("gx_setup"):
-        engine = GXEngine(reports / DOCS_DIR)
+        engine = GXEngine(ValidationReports(reports).docs)
     unified_checks = suites.unified_content(cfg.train.cutoff_len, v.overlong, v.dedupe)
     raw_checks = {name: suites.raw_content(name) for name in inputs.raw}
     parse_checks = suites.upstream_parse()
@@ -546,7 +537,7 @@ def _run(
                 for pos in _positions(keys, result, frame):
                     reasons[pos].append(result.check.name)
         raw_stats = _raw_reasons(frame, derived.raw_frames, raw_results, reasons)
-        written = _write_outputs(inputs, reasons, clean_dir, quarantine_dir)
+        written = _write_outputs(inputs, reasons, clean_dir, quarantine_dir / paths.quarantine_rows.name)
     all_results = results + sum(raw_results.values(), [])
     summary = _summary(cfg, inputs, derived, reasons, all_results, raw_stats, written)
     if not summary["accounting_ok"]:
@@ -559,10 +550,9 @@ def _run(
             derived.n_tokens,
             frame["source"].fillna("<null>").to_numpy(dtype=object),
             cfg.train.cutoff_len,
-            reports / HISTOGRAM,
+            ValidationReports(reports).histogram,
         )
-        summary_file = reports / paths.validation_summary.name
-        write_json(summary_file, summary)
+        write_json(ValidationReports(reports).summary, summary)
     _threshold(
         cfg,
         summary,
@@ -570,7 +560,7 @@ def _run(
         reasons,
         frame,
         inputs.unparsed,
-        failed_reports_dir(paths) / DOCS_DIR / "index.html",
+        paths.validation_failed_reports.docs_index,
     )
     logger.info(
         "validate: %d rows in, %d clean, %d quarantined (%.1f%%)",
@@ -586,9 +576,9 @@ def _run(
         quarantine_fraction=summary["quarantine_fraction"],
         reasons=summary["reasons"],
         clean_files={s: str(paths.clean(s)) for s in SPLITS},
-        quarantine_file=str(paths.quarantine_dir / QUARANTINE_FILE),
+        quarantine_file=str(paths.quarantine_rows),
         summary_file=str(paths.validation_summary),
-        data_docs=str(paths.validation_reports / DOCS_DIR / "index.html"),
-        histogram=str(paths.validation_reports / HISTOGRAM),
+        data_docs=str(paths.validation_reports.docs_index),
+        histogram=str(paths.validation_reports.histogram),
         summary=summary,
     )

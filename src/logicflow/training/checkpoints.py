@@ -22,10 +22,10 @@ from typing import Any
 
 from logicflow.atomic import write_json
 from logicflow.errors import TrainingError
+from logicflow.paths import CHECKPOINT_STATE
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "logicflow_state.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -69,13 +69,13 @@ def fingerprint(sections: dict[str, Any], base_sha256: str, data_files: dict[str
 
 def read_state(folder: Path) -> CheckpointState | None:
     try:
-        return CheckpointState(**json.loads((folder / STATE_FILE).read_text()))
+        return CheckpointState(**json.loads((folder / CHECKPOINT_STATE).read_text()))
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
 
 
 def write_state(folder: Path, state: CheckpointState) -> None:
-    write_json(folder / STATE_FILE, asdict(state))
+    write_json(folder / CHECKPOINT_STATE, asdict(state))
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
@@ -129,6 +129,6 @@ def prepare(folder: Path, fp: str, start: ResumePlan) -> None:
         for child in folder.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
-            elif child.name != STATE_FILE:
+            elif child.name != CHECKPOINT_STATE:
                 child.unlink()
     write_state(folder, CheckpointState(fp, completed=False, mlflow_run_id=start.mlflow_run_id))

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from logicflow.errors import TrainingError
+from logicflow.paths import TRAIN_MANIFEST
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "logicflow_train.json"
 CHECK_NEW_TOKENS = 24
 
 
@@ -37,7 +37,7 @@ def folder_bytes(folder: Path) -> int:
 
 
 def write_manifest(folder: Path, **fields: Any) -> None:
-    (folder / MANIFEST).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+    (folder / TRAIN_MANIFEST).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
 
 
 def write_adapter(saved: Path, tokenizer: Any, folder: Path, manifest: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """dvc.yaml lists as deps exactly the project modules each stage imports, so `dvc repro` (and the `full`
 deployment, which runs it) can neither reuse an output built by older code nor re-run for code it never runs.
+Checked statically (below) and on a real DVC repo: editing a module makes exactly its importers stale.
 
 Imports are read statically (every `import` / `from ... import` in a module, function-level ones included),
 starting from `logicflow.stages.<name>` and following `logicflow.*` imports and parent packages."""
@@ -7,6 +8,7 @@ starting from `logicflow.stages.<name>` and following `logicflow.*` imports and 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,11 +73,15 @@ def code_deps(stage: dict) -> set[str]:
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 
 
+def stage_module(stage: dict) -> str:
+    """`logicflow stage train` -> logicflow.stages.train"""
+    return f"logicflow.stages.{stage['cmd'].split()[-1]}"
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_deps_are_exactly_the_modules_it_imports(name: str) -> None:
     stage = STAGES[name]
-    module = f"logicflow.stages.{stage['cmd'].split()[-1]}"
-    imported, listed = import_closure(module), code_deps(stage)
+    imported, listed = import_closure(stage_module(stage)), code_deps(stage)
     assert not imported - listed, f"dvc.yaml {name}: add deps {sorted(imported - listed)}"
     assert not listed - imported, f"dvc.yaml {name}: remove deps {sorted(listed - imported)} (never imported)"
 
@@ -85,3 +91,75 @@ def test_closure_follows_function_level_and_relative_imports() -> None:
     closure = import_closure("logicflow.stages.data")
     assert "src/logicflow/evaluation/harness.py" in closure
     assert "src/logicflow/validation/synth.py" not in import_closure("logicflow.stages.validate")
+
+
+def _declared_outputs(stage: dict) -> list[str]:
+    entries = [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]
+    return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of the project whose stage commands only write placeholder outputs, reproduced once: a DVC
+    repo with a dvc.lock recording every code dep's hash, in seconds instead of a pipeline run."""
+    from dvc.repo import Repo
+
+    from flow_fixtures import make_project
+
+    base = tmp_path_factory.mktemp("stale")
+    root = make_project(base / "repo", base / "remote")
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    deps = [dep for stage in pipeline["stages"].values() for dep in stage.get("deps", [])]
+    for stage in pipeline["stages"].values():
+        outs = _declared_outputs(stage)
+        inside = [dep for dep in deps if any(dep.startswith(f"{out}/") for out in outs)]  # models/base/x.json
+        stage["cmd"] = f"python placeholder.py {' '.join(outs + inside)}"
+    (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (root / "placeholder.py").write_text(
+        "import pathlib, sys\n"
+        "for out in map(pathlib.Path, sys.argv[1:]):\n"
+        "    target = out if out.suffix else out / 'placeholder'\n"
+        "    target.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    target.write_text('placeholder')\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        with Repo(str(root)) as repo:
+            assert {s.addressing for s in repo.reproduce()} == set(STAGES)
+        yield root
+
+
+MODULES = [
+    "src/logicflow/paths.py",
+    "src/logicflow/model.py",
+    "src/logicflow/training/merge.py",
+    "src/logicflow/evaluation/stats.py",
+    "src/logicflow/validation/length.py",
+    "src/logicflow/publishing/card.py",
+]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_editing_a_module_makes_exactly_its_importers_stale(reproduced: Path, module: str) -> None:
+    from dvc.repo import Repo
+
+    importers = {name for name, stage in STAGES.items() if module in import_closure(stage_module(stage))}
+    assert importers, f"{module} is imported by no stage: pick another module for this test"
+    source = reproduced / module
+    original = source.read_text()
+    source.write_text(original + "\n# edited\n")
+    try:
+        with Repo(str(reproduced)) as repo:
+            status = repo.status()  # {"dvc.yaml:train": [{"changed deps": {"src/logicflow/training": ...}}]}
+    finally:
+        source.write_text(original)
+    changed = {
+        name.split(":")[-1]: {
+            dep for entry in why if isinstance(entry, dict) for dep in entry.get("changed deps", {})
+        }
+        for name, why in status.items()
+    }
+    stale = {
+        name for name, deps in changed.items() if any(module == d or module.startswith(f"{d}/") for d in deps)
+    }
+    assert stale == importers

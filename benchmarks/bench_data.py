@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from logicflow.config import load_config
-from logicflow.datasets import generator
+from logicflow.datasets import generator, heldout, sources
 from logicflow.paths import Paths
 from logicflow.stages import data
 
@@ -76,7 +76,7 @@ def main() -> None:
         finally:
             generating += time.perf_counter() - start
 
-    data.generate = timed_generate
+    sources.generate = heldout.generate = timed_generate  # the two places the data stage generates rows
     with tempfile.TemporaryDirectory() as tmp:
         if args.malformed:
             overrides += write_damaged_files(Path(tmp), args.rows, args.malformed)

@@ -63,7 +63,7 @@ def generated_rows(n: int, seed: int) -> tuple[Any, dict[str, Any], list[str]]:
     for i, name in enumerate(names):
         adapter = get_adapter(name)
         raw[name] = adapter.synthesize(problems[i::3])
-        unified.append(convert_table(adapter, raw[name], f"generated {name}"))
+        unified.append(convert_table(adapter, raw[name], f"generated {name}").unified)
     heldout = [p.question for p in generate(EVAL_PROMPTS - HUMANEVAL, seed, "heldout", difficulty="hard")]
     return pa.concat_tables(unified), raw, heldout
 
@@ -246,14 +246,14 @@ def main() -> None:
     )
 
     captured: dict[str, Any] = {}
-    derive = validate._derive
+    derive = validate.derive
 
     def keep_frames(*a: Any, **k: Any) -> Any:  # bench-only: keep the frames the stage built
         derived = derive(*a, **k)
         captured.update(frame=derived.frame, raw_frames=derived.raw_frames)
         return derived
 
-    validate._derive = keep_frames
+    validate.derive = keep_frames
     load_before = os.getloadavg()[0]  # the machine is shared: record how busy it was
     started = time.perf_counter()
     result = validate.run(cfg, paths)

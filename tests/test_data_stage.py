@@ -13,6 +13,8 @@ from huggingface_hub import HfApi
 from logicflow.config import DATASET_NAMES, DataConfig, load_config
 from logicflow.datasets import ADAPTERS, UNIFIED_SCHEMA, read_parquet
 from logicflow.datasets.generator import generate, is_heldout
+from logicflow.datasets.mixing import target_counts
+from logicflow.datasets.sources import resolve_source
 from logicflow.errors import DataError
 from logicflow.paths import Paths
 from logicflow.stages import data
@@ -153,8 +155,8 @@ def test_hub_failure_is_a_clear_data_error(tmp_path: Path, monkeypatch) -> None:
 
 def test_auto_source_stays_offline_when_hf_hub_offline_is_set(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert data.resolve_source("auto") == "offline"
-    assert data.resolve_source("hub") == "hub" and data.resolve_source("offline") == "offline"
+    assert resolve_source("auto") == "offline"
+    assert resolve_source("hub") == "hub" and resolve_source("offline") == "offline"
 
 
 @pytest.mark.parametrize(
@@ -172,7 +174,7 @@ def test_auto_source_stays_offline_when_hf_hub_offline_is_set(monkeypatch) -> No
     ],
 )
 def test_target_counts_split_by_weight_with_caps(total: int, datasets: dict, expected: list[int]) -> None:
-    counts = data.target_counts(DataConfig(max_samples=total, datasets=datasets))
+    counts = target_counts(DataConfig(max_samples=total, datasets=datasets))
     assert list(counts.values()) == expected
 
 

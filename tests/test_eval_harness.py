@@ -9,7 +9,7 @@ import pytest
 
 from logicflow.errors import EvaluationError
 from logicflow.evaluation import standard
-from logicflow.evaluation.tasks import REGISTRY, RenderSettings, get_task, reference_texts, render_tasks
+from logicflow.evaluation.tasks import REGISTRY, RenderSettings, get_task, render_tasks
 from logicflow.paths import Paths
 
 
@@ -72,13 +72,6 @@ def test_missing_heldout_data_is_a_clear_error(tmp_path: Path) -> None:
             Paths.from_root(tmp_path),
             tmp_path / "t",
         )
-
-
-def test_reference_texts_for_decontamination(tmp_path: Path) -> None:
-    paths = heldout(tmp_path)
-    assert len(reference_texts("logicflow_math_heldout", paths)) == 4
-    assert len(reference_texts("humaneval", paths)) == 164
-    assert all(isinstance(t, str) and t for t in reference_texts("ifeval", paths))
 
 
 # ---- standard tasks --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from logicflow.config import GateConfig
 from logicflow.evaluation.harness import Measurement, TaskRun, parse_results
+from logicflow.evaluation.outputs import mlflow_metric_name, tracking_metrics
 from logicflow.evaluation.report import (
     Gate,
     NotRun,
@@ -19,7 +20,6 @@ from logicflow.evaluation.report import (
     markdown_table,
 )
 from logicflow.evaluation.stats import compare_items, mcnemar_exact, wilson
-from logicflow.stages.evaluate import mlflow_metric_name, tracking_metrics
 
 
 def task_run(

@@ -164,13 +164,11 @@ def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Pa
     assert "| logicflow_math_heldout | accuracy | 3 |" in table and "## Not run" in table
     for model in ("base", "tuned"):
         for task in ("logicflow_math_heldout", "humaneval", "ifeval"):
-            lines = (reports.samples / model / f"{task}.jsonl").read_text().splitlines()
+            lines = reports.task_samples(model, task).read_text().splitlines()
             sample = json.loads(lines[0])
             assert len(lines) == 3 and sample["prompt"].startswith("<|im_start|>system")
             assert isinstance(sample["response"], str) and sample["finish_reason"] in {"eos", "max_tokens"}
-    assert json.loads((reports / "samples" / "base" / "humaneval.jsonl").read_text().splitlines()[0])[
-        "sandbox"
-    ]
+    assert json.loads(reports.task_samples("base", "humaneval").read_text().splitlines()[0])["sandbox"]
 
     cost = json.loads(paths.inference_json.read_text())
     keys = {
@@ -188,7 +186,7 @@ def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Pa
         cost["base"]["best_batch_size"] in (1, 2)
         and cost["base"]["latency_p95_s"] >= cost["base"]["latency_p50_s"]
     )
-    assert "| latency p50 (s) |" in (reports / "inference.md").read_text()
+    assert "| latency p50 (s) |" in reports.inference_table.read_text()
 
     from mlflow import MlflowClient
 
@@ -237,14 +235,15 @@ def test_identical_weights_and_unchanged_inputs_reuse_results(tmp_path: Path, mo
     assert [(r["delta"], r["p_value"]) for r in first["results"]] == [(0.0, 1.0)]
     assert first["results"][0]["status"] in {"inconclusive", "no significant change"}
     assert first["not_run"] == [] and not result.gate_passed  # the same weights cannot show a gain
-    samples = paths.eval_reports.samples
-    assert (samples / "tuned" / "logicflow_math_heldout.jsonl").read_text() == (
-        samples / "base" / "logicflow_math_heldout.jsonl"
-    ).read_text()
+    reports = paths.eval_reports
+    assert (
+        reports.task_samples("tuned", "logicflow_math_heldout").read_text()
+        == reports.task_samples("base", "logicflow_math_heldout").read_text()
+    )
 
     run(cfg, paths)  # nothing changed: the base results come from the eval cache
     second = json.loads(paths.eval_json.read_text())
-    summary = json.loads((paths.eval_reports.summary).read_text())
+    summary = json.loads(reports.summary.read_text())
     assert "cached" in summary["base"] and "reused" in summary["tuned"]
     assert second["results"] == first["results"]  # seconds included: the cached run's own timings
-    assert (samples / "base" / "logicflow_math_heldout.jsonl").exists()
+    assert reports.task_samples("base", "logicflow_math_heldout").exists()

@@ -71,7 +71,7 @@ def test_loss_drops_and_outputs_follow_the_contract(trained) -> None:
     assert metrics["train_tokens"] > 0 and metrics["tokens_per_s"] > 0
     assert metrics["merged_equivalent"] is True
 
-    rows = read_csv(reports / "loss.csv")
+    rows = read_csv(reports.loss_csv)
     assert list(rows[0]) == ["step", "train_loss", "eval_loss", "train_loss_smoothed"]
     assert [int(r["step"]) for r in rows] == list(range(1, 17))
     first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss_smoothed"])
@@ -80,10 +80,10 @@ def test_loss_drops_and_outputs_follow_the_contract(trained) -> None:
     assert (
         len(evals) == 2 and evals[1] < evals[0] and metrics["eval_loss"] == pytest.approx(evals[1], abs=1e-5)
     )
-    assert (reports / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert reports.loss_plot.read_bytes()[:4] == b"\x89PNG"
 
     # hyperparameters read back from the trainer and PEFT, not retyped
-    params = json.loads((reports / "params.json").read_text())
+    params = json.loads(reports.params.read_text())
     assert params["trainer"]["learning_rate"] == 0.01
     assert params["trainer"]["per_device_train_batch_size"] == 4
     assert params["trainer"]["assistant_only_loss"] is True

@@ -170,9 +170,10 @@ def _ui(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from logicflow import runs, servers
     from logicflow.config import parse_override
+    from logicflow.tracking import flatten
 
     paths = _paths(args)
-    overrides = {key: value for text in args.set for key, value in _flatten(parse_override(text))}
+    overrides = {key: value for text in args.set for key, value in flatten(parse_override(text)).items()}
     _config(args)  # bad profile or override: fail here, before any server starts
     state = servers.start(paths, timeout=args.timeout)
     _server_env(args)
@@ -210,15 +211,6 @@ def _compare_runs(args: argparse.Namespace) -> dict[str, Any] | None:
         return comparison
     print(runs.format_comparison(comparison))
     return None
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """{"lora": {"r": 8}} -> [("lora.r", 8)]"""
-    items: list[tuple[str, Any]] = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        items += _flatten(value, f"{name}.") if isinstance(value, dict) and value else [(name, value)]
-    return items
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,11 +19,14 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logicflow.atomic import atomic_dir
 from logicflow.errors import ModelError
 from logicflow.paths import MODEL_MANIFEST, Paths, user_cache_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 logger = logging.getLogger(__name__)
 
@@ -82,33 +85,40 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0) -> None:
-    """A 2-layer random Llama with a byte-level BPE tokenizer trained here: for tests, no download."""
-    import torch
+def train_tiny_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained here on `corpus`, with ChatML's markers (for tests and fixtures)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    corpus = [
-        f"What is {a} + {b}? Let me think step by step. The answer is \\boxed{{{a + b}}}."
-        for a in range(40)
-        for b in range(0, 40, 7)
-    ]
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         special_tokens=CHATML_SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(corpus, trainer)
-    tok = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",
         unk_token="<|endoftext|>",
         pad_token="<|im_end|>",
     )
+
+
+def build_tiny_model(out_dir: Path, seed: int = 0) -> None:
+    """A 2-layer random Llama with a byte-level BPE tokenizer trained here: for tests, no download."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    corpus = [
+        f"What is {a} + {b}? Let me think step by step. The answer is \\boxed{{{a + b}}}."
+        for a in range(40)
+        for b in range(0, 40, 7)
+    ]
+    tok = train_tiny_tokenizer(corpus, vocab_size=400)
     tok.chat_template = chat_template("chatml")
     torch.manual_seed(seed)
     config = LlamaConfig(

@@ -102,6 +102,13 @@ class EvalReports:
     def samples(self) -> Path:
         return self.dir / "samples"
 
+    def model_samples(self, model: str) -> Path:
+        """samples/<model>: one JSONL file per task, a record per item."""
+        return self.samples / model
+
+    def task_samples(self, model: str, task: str) -> Path:
+        return self.model_samples(model) / f"{task}.jsonl"
+
 
 @dataclass(frozen=True)
 class CardFiles:

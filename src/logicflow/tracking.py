@@ -11,6 +11,9 @@ One pipeline run = one MLflow run. The train stage opens it and records where it
 Both yield a `Tracker`; `NullTracker` has the same methods and does nothing, so callers never branch on
 "is tracking on" (other ranks of a multi-process run, or a later stage when no run file exists).
 
+What the train run records (params, dataset inputs, upstream reports, final metrics, reports and adapter)
+is `log_train_inputs` / `log_train_outputs`.
+
 Tracking URI, first hit wins: `$MLFLOW_TRACKING_URI` > `tracking.uri` in params > the project's MLflow server
 recorded by `logicflow up` in `.logicflow/servers.json` (only while that process runs) >
 `sqlite:///<root>/.logicflow/mlflow.db` with artifacts in `<root>/.logicflow/mlartifacts` — the very store
@@ -36,7 +39,7 @@ from typing import Any
 
 from logicflow.atomic import write_json
 from logicflow.errors import TrackingError
-from logicflow.model import file_sha256
+from logicflow.model import ResolvedModel, file_sha256
 from logicflow.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -148,12 +151,13 @@ def lineage_tags(paths: Paths) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------- trackers
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists stay values."""
+def flatten(data: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"b": {"c": 1}, "a": {}}` -> `{"a": {}, "b.c": 1}`: dotted keys, sorted level by level; lists and
+    empty mappings stay values."""
     out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+    for key in sorted(data, key=str):
+        name, value = f"{prefix}{key}", data[key]
+        if isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{name}."))
         else:
             out[name] = value
@@ -439,3 +443,75 @@ def attach(paths: Paths, *, required: bool = False) -> Iterator[NullTracker]:
             f"MLflow run {info.run_id} not found at {uri}: {str(exc).splitlines()[0]}"
         ) from None
     yield Tracker(client, RunInfo(**{**asdict(info), "tracking_uri": uri}), sqlite_artifact_root(uri))
+
+
+# ----------------------------------------------------------------------------------------- the train run
+
+DATA_CONTEXT = {"train": "training", "validation": "validation"}  # split -> MLflow dataset context
+LINEAGE_KEYS = {"raw_sha256": "sha256", "revision_sha": "revision_sha", "file_sha256": "file_sha256"}
+
+
+def log_train_inputs(
+    tracker: NullTracker,
+    cfg: Any,
+    paths: Paths,
+    base: ResolvedModel,
+    datasets: Mapping[str, tuple[Any, Path]],
+    token_stats: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Everything known before training: params, the base model's identity, the datasets (split -> (frame,
+    file)) with digests and token statistics, and the upstream reports (data, validation, dvc.lock)."""
+    tracker.log_params(
+        {
+            "profile": cfg.profile,
+            "train": cfg.train.model_dump(),
+            "lora": cfg.lora.model_dump(),
+            "model": cfg.model.model_dump(),
+        }
+    )
+    tracker.set_tags(
+        {
+            "base_model": base.id,
+            "base_model.revision": base.revision,
+            "base_model.sha256": base.sha256,
+            "base_model.source": base.source,
+        }
+    )
+    for split, (frame, file) in datasets.items():
+        tracker.log_input(frame, name=split, source=file, context=DATA_CONTEXT[split])
+    tracker.log_metrics({f"data.{split}.{k}": v for split, s in token_stats.items() for k, v in s.items()})
+    if paths.data_summary.exists():
+        tracker.log_artifact(paths.data_summary, "data")
+        summary = json.loads(paths.data_summary.read_text())
+        tracker.set_tags(
+            {
+                f"data.raw.{name}.{tag}": info[key]
+                for name, info in (summary.get("datasets") or {}).items()
+                if isinstance(info, dict)
+                for key, tag in LINEAGE_KEYS.items()
+                if info.get(key)
+            }
+        )
+    if paths.validation_summary.exists():
+        tracker.log_artifact(paths.validation_summary, "data")
+        validation = numeric_leaves(json.loads(paths.validation_summary.read_text()))
+        tracker.log_metrics({f"validation.{k}": v for k, v in validation.items()})
+    if paths.dvc_lock.exists():
+        tracker.log_artifact(paths.dvc_lock, "lineage")
+
+
+def log_train_outputs(tracker: NullTracker, paths: Paths, metrics: Mapping[str, Any]) -> None:
+    """The final metrics, the train reports and the adapter; then `reports/train/mlflow_run.json`, so the
+    later stages log into this run."""
+    tracker.log_metrics(
+        {f"final.{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
+        step=metrics["global_step"],
+    )
+    reports = paths.train_reports
+    tracker.log_artifact(reports.loss_plot, "plots")
+    tracker.log_artifact(reports.loss_csv, "plots")
+    tracker.log_artifact(reports.params, "train")
+    tracker.log_artifact(reports.metrics, "train")
+    tracker.log_artifacts(paths.adapter, "adapter")
+    if tracker.info:
+        write_run_file(paths, tracker.info)

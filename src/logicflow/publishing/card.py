@@ -34,8 +34,8 @@ from logicflow.publishing.card_data import (
     Measurement,
     RunData,
     TaskResult,
-    flatten,
 )
+from logicflow.tracking import flatten
 
 TEMPLATE = "model_card.md.jinja"
 PIPELINE_TAG = "text-generation"

@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,13 @@ from typing import Any
 import yaml
 
 from logicflow.config import Config
+from logicflow.datasets import get_adapter
 from logicflow.errors import PublishError
 from logicflow.evaluation.report import Gate, NotRun, Rule
 from logicflow.model import ResolvedModel, read_manifest
 from logicflow.paths import TRAIN_MANIFEST, Paths
+from logicflow.tracking import flatten, git_commit
 
-# Upstream ids of the datasets `cfg.data.datasets` names; `logicflow.datasets.get_adapter(name).hub_id`
-# wins when that module provides it.
-DATASET_HUB_IDS = {
-    "openo1": "O1-OPEN/OpenO1-SFT",
-    "openthoughts": "open-thoughts/OpenThoughts-114k",
-    "openr1_math": "open-r1/OpenR1-Math-220k",
-}
 # dvc.lock entries left out of the lineage digest: the card and publish stages come after the card's inputs,
 # and including them would make each render change the digest the next render reads.
 LOCK_EXCLUDED_STAGES = ("card", "publish")
@@ -225,21 +219,6 @@ def _relative(path: str, root: Path) -> str:
         return LOCAL_PATH_MARK
 
 
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> dotted keys (sorted); lists and scalars are kept as values."""
-    if not isinstance(data, dict):
-        return {prefix: data} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key in sorted(data, key=str):
-        name = f"{prefix}.{key}" if prefix else str(key)
-        value = data[key]
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _rel(paths: Paths, path: Path) -> str:
     try:
         return str(path.relative_to(paths.root))
@@ -403,28 +382,9 @@ def load_eval_report(paths: Paths) -> EvalReport:
     return parse_eval_report(read_json(paths, paths.eval_json, "evaluate"))
 
 
-def dataset_hub_id(name: str) -> str:
-    try:
-        from logicflow.datasets import get_adapter  # type: ignore[attr-defined]
-    except ImportError:
-        return DATASET_HUB_IDS.get(name, name)
-    try:
-        return str(get_adapter(name).hub_id or DATASET_HUB_IDS.get(name, name))
-    except Exception:  # noqa: BLE001 - an adapter without a hub id falls back to the known table
-        return DATASET_HUB_IDS.get(name, name)
-
-
-def _per_dataset(report: Any, name: str) -> dict[str, Any]:
-    """The block of a per-dataset report for `name`, wherever the stage put it."""
-    if not isinstance(report, dict):
-        return {}
-    block = report.get("datasets", report)
-    if isinstance(block, list):
-        block = {
-            str(item.get("name") or item.get("dataset")): item for item in block if isinstance(item, dict)
-        }
-    entry = block.get(name) if isinstance(block, dict) else None
-    return flatten(entry) if isinstance(entry, dict) else {}
+def _per_dataset(report: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """`name`'s block of a report's `datasets` (data.json, validation summary), flattened; {} when absent."""
+    return flatten(((report or {}).get("datasets") or {}).get(name) or {})
 
 
 def _totals(report: Any, names: list[str]) -> dict[str, Any]:
@@ -440,22 +400,6 @@ def _checks(validation: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(checks, dict):
         return {}
     return {str(k): flatten(v) for k, v in sorted(checks.items()) if isinstance(v, dict)}
-
-
-def git_commit(root: Path) -> str | None:
-    """HEAD of the checkout (read-only); None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and len(sha) == 40 else None
 
 
 def dvc_lock_digest(lock: Path, exclude: tuple[str, ...] = LOCK_EXCLUDED_STAGES) -> str | None:
@@ -555,7 +499,7 @@ def collect(cfg: Config, paths: Paths) -> RunData:
     datasets = [
         DatasetInfo(
             name=n,
-            hub_id=dataset_hub_id(n),
+            hub_id=get_adapter(n).hub_id,
             fetched=_per_dataset(data_report, n),
             validated=_per_dataset(validation, n),
         )

@@ -132,3 +132,13 @@ def prepare(folder: Path, fp: str, start: ResumePlan) -> None:
             elif child.name != CHECKPOINT_STATE:
                 child.unlink()
     write_state(folder, CheckpointState(fp, completed=False, mlflow_run_id=start.mlflow_run_id))
+
+
+def start(folder: Path, fp: str, resume: bool, state: Any) -> ResumePlan:
+    """The resume decision of a (multi-process) run: `plan` on every process, `prepare` on the main one, and
+    a barrier (accelerate's PartialState `state`) so no process reads the folder while it is being cleared."""
+    begin = plan(folder, fp, resume)
+    if state.is_main_process:
+        prepare(folder, fp, begin)
+    state.wait_for_everyone()
+    return begin

@@ -5,6 +5,7 @@
 precision, with the tokenizer, so plain `AutoModelForCausalLM.from_pretrained` loads it.
 The check: the adapter reloaded from disk on the base and the merged model generate greedily on a few prompts;
 the tokens must be identical (done in fp32 on CPU, in the training dtype on a GPU, before the final cast).
+`write_models` commits both folders together, only once the check passed.
 Both folders carry `logicflow_train.json` (method, base model, whether `merged` equals base + adapter).
 Prompt tuning cannot be merged (soft prompts are not weights): `merged` then holds the base weights and says
 so.
@@ -18,11 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from logicflow.atomic import atomic_dir
+from logicflow.config import Config
 from logicflow.errors import TrainingError
-from logicflow.paths import TRAIN_MANIFEST
+from logicflow.paths import TRAIN_MANIFEST, Paths
+from logicflow.training.inputs import Inputs
+from logicflow.training.trainer import TORCH_DTYPES, Hardware, Plan
 
 logger = logging.getLogger(__name__)
 
+CHECK_PROMPTS = 3
 CHECK_NEW_TOKENS = 24
 
 
@@ -146,3 +152,39 @@ def write_unmergeable(
         "models/adapter on top of it"
     )
     return MergeCheck(0, False)
+
+
+def write_models(
+    cfg: Config, paths: Paths, staging: Path, inputs: Inputs, plan: Plan, hw: Hardware
+) -> MergeCheck:
+    """models/adapter and models/merged from the trainer's `staging` save, committed together once the merge
+    check passed."""
+    base = inputs.base
+    manifest = {
+        "method": cfg.lora.method,
+        "base_model": base.id,
+        "base_revision": base.revision,
+        "base_sha256": base.sha256,
+        "template": cfg.model.template,
+    }
+    dtype = plan.weights_dtype if cfg.train.precision == "auto" else TORCH_DTYPES[cfg.train.precision]
+    rows = (inputs.splits.rows["validation"] or inputs.splits.rows["train"])[:CHECK_PROMPTS]
+    prompts = [[m for m in row["messages"] if m["role"] != "assistant"] for row in rows]
+    with atomic_dir(paths.adapter) as adapter_tmp:
+        write_adapter(staging, inputs.tokenizer, adapter_tmp, manifest)
+        with atomic_dir(paths.merged) as merged_tmp:
+            if cfg.lora.method == "lora":
+                return write_merged(
+                    paths.base_model,
+                    adapter_tmp,
+                    merged_tmp,
+                    inputs.tokenizer,
+                    dtype,
+                    prompts,
+                    manifest,
+                    check_dtype=plan.weights_dtype,
+                    device="cuda" if hw.cuda else "cpu",
+                )
+            if cfg.lora.method == "full":
+                return write_full(staging, inputs.tokenizer, merged_tmp, dtype, manifest)
+            return write_unmergeable(paths.base_model, merged_tmp, inputs.tokenizer, dtype, manifest)

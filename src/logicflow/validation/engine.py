@@ -67,25 +67,19 @@ class GXEngine:
         self.context.variables.progress_bars = ProgressBarsConfig(
             globally=False
         )  # one bar per metric otherwise
-        self.docs_dir = docs_dir.resolve()
         self.context.add_data_docs_site(
             site_name=SITE,
             site_config={
                 "class_name": "SiteBuilder",
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(self.docs_dir),
+                    "base_directory": str(docs_dir.resolve()),
                 },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
         self.source = self.context.data_sources.add_pandas("logicflow")
-        self.setup_s = time.perf_counter() - started
-        logger.info("Great Expectations context ready in %.1fs", self.setup_s)
-
-    @property
-    def index_html(self) -> Path:
-        return self.docs_dir / "index.html"
+        logger.info("Great Expectations context ready in %.1fs", time.perf_counter() - started)
 
     def validate(
         self, suite_name: str, frame: pd.DataFrame, checks: list[Check], mostly: dict[str, float]

@@ -86,6 +86,19 @@ def _nonempty(column: str, **cond: Any) -> Callable[..., Any]:
     return lambda **kw: gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1, **cond, **kw)
 
 
+def _unique(name: str, family: str, table: str, column: str, description: str) -> Check:
+    """No repeated value in `column`; the first row of each value is kept, the repeats are quarantined."""
+    return Check(
+        name,
+        family,
+        table,
+        description,
+        lambda **kw: gxe.ExpectColumnValuesToBeUnique(column=column, **kw),
+        keep_first=True,
+        column=column,
+    )
+
+
 def _when(column: str) -> dict[str, Any]:
     return {"row_condition": Col(column) == True}  # noqa: E712 - builds a GX condition, not a comparison
 
@@ -143,15 +156,7 @@ def unified_content(cutoff_len: int, overlong: str, dedupe: bool) -> list[Check]
     found = [
         *table_checks(t, UNIFIED_COLUMNS),
         *not_null_checks(t, UNIFIED_COLUMNS),
-        Check(
-            "id_unique",
-            "schema",
-            t,
-            "ids are unique (the first row of an id is kept)",
-            lambda **kw: gxe.ExpectColumnValuesToBeUnique(column="id", **kw),
-            keep_first=True,
-            column="id",
-        ),
+        _unique("id_unique", "schema", t, "id", "ids are unique (the first row of an id is kept)"),
         Check(
             "source_known",
             "schema",
@@ -258,24 +263,20 @@ def unified_content(cutoff_len: int, overlong: str, dedupe: bool) -> list[Check]
         )
     if dedupe:
         found += [
-            Check(
+            _unique(
                 "duplicate",
                 "duplicates",
                 t,
+                "exact_key",
                 "no exact duplicate conversation (the first one is kept)",
-                lambda **kw: gxe.ExpectColumnValuesToBeUnique(column="exact_key", **kw),
-                keep_first=True,
-                column="exact_key",
             ),
-            Check(
+            _unique(
                 "near_duplicate",
                 "duplicates",
                 t,
+                "norm_key",
                 "no duplicate after lower-casing and dropping punctuation and "
                 "whitespace (the first one is kept)",
-                lambda **kw: gxe.ExpectColumnValuesToBeUnique(column="norm_key", **kw),
-                keep_first=True,
-                column="norm_key",
             ),
         ]
     found.append(
@@ -303,15 +304,7 @@ def raw_content(name: str) -> list[Check]:
     )
     if name == "openr1_math":
         found.append(
-            Check(
-                p + "uuid_unique",
-                "schema",
-                name,
-                "uuids are unique (the first row is kept)",
-                lambda **kw: gxe.ExpectColumnValuesToBeUnique(column="uuid", **kw),
-                keep_first=True,
-                column="uuid",
-            )
+            _unique(p + "uuid_unique", "schema", name, "uuid", "uuids are unique (the first row is kept)")
         )
     return found + _format_checks(name)
 

@@ -17,8 +17,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from logicflow.paths import Paths
-from logicflow.validation.tables import MESSAGE
+from logicflow.config import DATASET_NAMES
+from logicflow.datasets import ADAPTERS, UNIFIED_SCHEMA
+from logicflow.datasets.base import MATH_PREFIX
+from logicflow.model import train_tiny_tokenizer
+from logicflow.paths import MODEL_MANIFEST, Paths
 
 SYLLABLES = (
     "ka",
@@ -38,66 +41,19 @@ SYLLABLES = (
     "hut",
     "jor",
 )
-MATH_PREFIX = "Return your final response within \\boxed{}. "
 OPENTHOUGHTS_SYSTEM = (
     "Your role as an assistant involves thoroughly exploring questions through a systematic long "
     "thinking process before providing the final precise and accurate solutions."
 )
-RAW_SCHEMAS = {
-    "openo1": pa.schema([("instruction", pa.string()), ("output", pa.string())]),
-    "openthoughts": pa.schema(
-        [
-            ("system", pa.string()),
-            ("conversations", pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))),
-        ]
-    ),
-    "openr1_math": pa.schema(
-        [
-            ("problem", pa.string()),
-            ("solution", pa.string()),
-            ("answer", pa.string()),
-            ("uuid", pa.string()),
-            ("generations", pa.list_(pa.string())),
-            ("correctness_math_verify", pa.list_(pa.bool_())),
-            ("messages", pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))),
-        ]
-    ),
-}
-UNIFIED_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source", pa.string()),
-        ("messages", pa.list_(MESSAGE)),
-        ("thinking", pa.string()),
-        ("answer", pa.string()),
-    ]
-)
+RAW_SCHEMAS = {name: ADAPTERS[name].schema for name in DATASET_NAMES}  # the upstream schemas, as fetched
 
 
 def build_tokenizer(target: Path, model_id: str = "logicflow/tiny-random-llama") -> Path:
     """A tiny byte-level BPE tokenizer saved as a model folder (config.json + tokenizer + manifest)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
     corpus = [
         f"{a}{b} {b}{a} think step answer boxed {n}" for a in SYLLABLES for b in SYLLABLES for n in range(3)
     ]
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer.train_from_iterator(corpus, trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|im_end|>",
-    )
+    tok = train_tiny_tokenizer(corpus, vocab_size=600)
     target.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(target)
     (target / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": len(tok)}))
@@ -108,7 +64,7 @@ def build_tokenizer(target: Path, model_id: str = "logicflow/tiny-random-llama")
         "sha256": "0" * 64,
         "license": "apache-2.0",
     }
-    (target / "logicflow_model.json").write_text(json.dumps(manifest))
+    (target / MODEL_MANIFEST).write_text(json.dumps(manifest))
     return target
 
 

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test test-fast bench lint up down status ui clean
+.PHONY: setup browser run test test-fast bench lint up down status ui clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,14 @@ status:
 ui: setup
 	$(BIN)/logicflow ui
 
-test: setup
+# The UI test drives Debian's chromium with playwright (installed by setup); install it when it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the UI test" && \
+	  $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; } || \
+	  { echo "could not install chromium: apt-get install chromium, then re-run"; exit 1; }
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 test-fast: setup

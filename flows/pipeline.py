@@ -39,12 +39,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 from prefect.utilities.urls import url_for
 
+from logicflow.paths import Paths
+
 # Stages that reach the network (Hugging Face Hub, object store): retried with backoff.
 NETWORK_STAGES = frozenset({"model", "data", "publish"})
 RETRY_DELAYS_S = [int(s) for s in os.environ.get("LOGICFLOW_RETRY_DELAYS", "10,60,300").split(",")]
 # How a stage reports an error the user caused (logicflow.cli prints LogicFlowError this way): never retried.
 USER_ERROR = "logicflow: error:"
-MLFLOW_RUN = "reports/train/mlflow_run.json"  # written by the train stage: run_id, run_url, ...
 
 
 def project_root() -> Path:
@@ -239,7 +240,7 @@ def report(
 ) -> dict[str, str]:
     """Artifacts for the run page from whatever the stages produced; returns the links it made."""
     rev = experiment["rev"] if experiment else None
-    files = Outputs(root, rev)
+    files, paths = Outputs(root, rev), Paths.from_root(root)
     links: dict[str, str] = {}
     if experiment:
         create_markdown_artifact(
@@ -255,32 +256,34 @@ def report(
             {"stage": s, "result": r, "seconds": round(seconds.get(s, 0.0), 1)} for s, r in stages.items()
         ],
     )
-    if (data := files.json("reports/data.json")) is not None:
+    if (data := files.json(paths.data_summary)) is not None:
         create_markdown_artifact(
-            key="data-summary", markdown=_md_section("Data", data), description="reports/data.json"
+            key="data-summary", markdown=_md_section("Data", data), description=files.name(paths.data_summary)
         )
-    if (summary := files.json("reports/validation/summary.json")) is not None:
+    if (summary := files.json(paths.validation_summary)) is not None:
         create_markdown_artifact(
             key="validation-summary",
             markdown=_md_section("Validation", summary),
-            description="reports/validation/summary.json",
+            description=files.name(paths.validation_summary),
         )
-    if (table := files.text("reports/eval/table.md")) is not None:
+    if (table := files.text(paths.eval_reports.table)) is not None:
         create_markdown_artifact(
             key="eval-table",
             markdown=table,  # it opens with its own "# Evaluation: base vs tuned" heading
-            description="reports/eval/table.md",
+            description=files.name(paths.eval_reports.table),
         )
-    if (run := files.json(MLFLOW_RUN)) and (url := mlflow_run_url(run)):
+    if (run := files.json(paths.mlflow_run_file)) and (url := mlflow_run_url(run)):
         links["mlflow-run"] = url
-    docs = f"reports/validation/{(summary or {}).get('data_docs') or 'index.html'}"
-    if rev is None and files.exists(docs):  # file links only for the workspace's own outputs
-        links["data-docs"] = (root / docs).as_uri()
-    if (card := files.text("card/README.md")) is not None:
+    docs = paths.validation_reports.docs_index
+    if rev is None and docs.exists():  # file links only for the workspace's own outputs
+        links["data-docs"] = docs.as_uri()
+    if (card := files.text(paths.card.readme)) is not None:
         if rev is None:
-            links["model-card"] = (root / "card/README.md").as_uri()
+            links["model-card"] = paths.card.readme.as_uri()
         create_markdown_artifact(
-            key="model-card-text", markdown=_strip_front_matter(card), description="card/README.md"
+            key="model-card-text",
+            markdown=_strip_front_matter(card),
+            description=files.name(paths.card.readme),
         )
     for key, url in links.items():
         create_link_artifact(key=key, link=url, link_text=url, description=key.replace("-", " "))
@@ -296,7 +299,7 @@ def report(
 )
 def tag_mlflow_run(root: Path, rev: str | None, before: str | None) -> str | None:
     """Tag the pipeline's MLflow run with this flow run, when this flow run produced it (or it has no tag)."""
-    run = Outputs(root, rev).json(MLFLOW_RUN)
+    run = Outputs(root, rev).json(Paths.from_root(root).mlflow_run_file)
     if not run or not run.get("run_id"):
         return None
     tags = {
@@ -330,7 +333,7 @@ def logicflow(
     root = project_root()
     order = plan(root, stages)
     settings = check_params(root, profile, overrides or {})
-    before = _digest(Outputs(root, None).json(MLFLOW_RUN))
+    before = _digest(Outputs(root, None).json(Paths.from_root(root).mlflow_run_file))
     exp, done, seconds = None, {}, {}
     if settings:  # another profile or overrides: a DVC experiment, outside the workspace
         exp = run_experiment(root, order, settings, full=stages is None, name=experiment_name())
@@ -353,31 +356,32 @@ def logicflow(
 
 
 class Outputs:
-    """Read pipeline outputs from the workspace, or from an experiment commit (through DVC)."""
+    """Read pipeline outputs (paths from `logicflow.paths.Paths`) from the workspace, or from an experiment
+    commit (through DVC)."""
 
     def __init__(self, root: Path, rev: str | None) -> None:
-        self.root, self.rev = root, rev
+        self.root, self.rev = root.resolve(), rev
 
-    def text(self, rel: str) -> str | None:
+    def name(self, path: Path) -> str:
+        """The output's path in the project, as `dvc` and git name it."""
+        return path.relative_to(self.root).as_posix()
+
+    def text(self, path: Path) -> str | None:
         if self.rev is None:
-            path = self.root / rel
             return path.read_text(errors="replace") if path.is_file() else None
         import dvc.api
 
         try:
-            return dvc.api.read(rel, repo=str(self.root), rev=self.rev)
+            return dvc.api.read(self.name(path), repo=str(self.root), rev=self.rev)
         except Exception:  # noqa: BLE001 - absent in that commit (stage not run or not in dvc.yaml yet)
             return None
 
-    def json(self, rel: str) -> Any:
-        text = self.text(rel)
+    def json(self, path: Path) -> Any:
+        text = self.text(path)
         try:
             return json.loads(text) if text is not None else None
         except json.JSONDecodeError:
             return None
-
-    def exists(self, rel: str) -> bool:
-        return (self.root / rel).exists() if self.rev is None else self.text(rel) is not None
 
 
 def _digest(data: Any) -> str | None:
@@ -420,7 +424,6 @@ def set_tags(
     from contextlib import nullcontext
 
     from logicflow import tracking
-    from logicflow.paths import Paths
 
     if rev is None:
         opened: Any = tracking.attach(Paths.from_root(root), required=True)
@@ -440,6 +443,8 @@ def set_tags(
 def _md_section(title: str, data: Any) -> str:
     """A JSON report as Markdown: its scalars in one table, each dict of records (datasets, checks, splits)
     as a table of its own, anything else flattened to dotted keys."""
+    from logicflow.tracking import flatten
+
     if not isinstance(data, dict):
         return f"# {title}\n\n{_cell(data)}\n"
     scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
@@ -454,7 +459,7 @@ def _md_section(title: str, data: Any) -> str:
         if not isinstance(value, dict) or not value:
             continue
         if all(isinstance(v, dict) for v in value.values()):
-            rows = {name: _flat(record) for name, record in value.items()}
+            rows = {name: flatten(record) for name, record in value.items()}
             columns = list(dict.fromkeys(c for row in rows.values() for c in row))[:12]
             out += [
                 "",
@@ -469,18 +474,8 @@ def _md_section(title: str, data: Any) -> str:
             ]
         else:
             out += ["", f"## {key}", "", "| key | value |", "|---|---|"]
-            out += [f"| {k} | {_cell(v)} |" for k, v in _flat(value).items()]
+            out += [f"| {k} | {_cell(v)} |" for k, v in flatten(value).items()]
     return "\n".join(out) + "\n"
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _cell(value: Any) -> str:

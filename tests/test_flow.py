@@ -1,9 +1,12 @@
 """The Prefect flow `logicflow` and its deployments.
 
 Fast: stage planning, param checks, the retry rule, run comparison. Slow (a real Prefect + MLflow server
-started by `logicflow.servers` in a temporary project, plus the deployment server): `full` triggered through
-the Prefect client and awaited; the DVC equivalence both ways; overrides as a DVC experiment; a bad param
-failing before any stage; a transient failure retried and a diagnosed one not; Prefect tags on the MLflow run.
+started by `logicflow.servers` in a temporary project on the smoke profile, plus the deployment server):
+`full` triggered through the Prefect client runs all seven stages; the two UIs looked at in headless
+chromium; the DVC equivalence both ways; overrides as a DVC experiment; a bad param failing before any
+stage; a transient failure retried and a diagnosed one not; Prefect tags on the MLflow run of the train stage.
+
+    LOGICFLOW_SCREENSHOTS=/tmp/shots pytest tests/test_flow.py -m slow   # keep the UI screenshots
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +28,7 @@ import yaml
 os.environ.pop("PREFECT_API_URL", None)  # never talk to a developer's server
 os.environ["LOGICFLOW_RETRY_DELAYS"] = "0,0"  # read when flows/pipeline.py is imported
 
-from flow_fixtures import ROOT, git, make_project, offline_env, record_mlflow_run  # noqa: E402
+from flow_fixtures import ROOT, git, make_project, offline_env  # noqa: E402
 from logicflow import runs, servers  # noqa: E402
 from logicflow.errors import ConfigError  # noqa: E402
 from logicflow.paths import Paths  # noqa: E402
@@ -32,6 +36,9 @@ from logicflow.paths import Paths  # noqa: E402
 sys.path.insert(0, str(ROOT / "flows"))
 pipeline = importlib.import_module("pipeline")
 serve = importlib.import_module("serve")
+
+SETTLE_MS = 5000  # MLflow keeps polling, so "networkidle" never comes: wait for "load", then this long
+CHROMIUM_OFFLINE = ("--disable-background-networking", "--disable-component-update", "--no-first-run")
 
 
 def _dvc_repo(root: Path, dvc_yaml: dict[str, Any]) -> Path:
@@ -193,11 +200,11 @@ def test_compare_runs_reads_the_store_the_stages_write_to(
 
 
 def test_cli_turns_set_into_overrides() -> None:
-    from logicflow.cli import _flatten
     from logicflow.config import parse_override
+    from logicflow.tracking import flatten
 
-    assert _flatten(parse_override("lora.r=8")) == [("lora.r", 8)]
-    assert _flatten(parse_override("eval.tasks=[a, b]")) == [("eval.tasks", ["a", "b"])]
+    assert flatten(parse_override("lora.r=8")) == {"lora.r": 8}
+    assert flatten(parse_override("eval.tasks=[a, b]")) == {"eval.tasks": ["a", "b"]}
 
 
 # ------------------------------------------------------------------------------------------------ slow
@@ -253,7 +260,7 @@ def _reproduce(root: Path) -> list[str]:
 
 
 def _pipeline(root: Path) -> list[str]:
-    """The stages in the test project's dvc.yaml (FLOW_TEST_STAGES of the project's)."""
+    """The stages in the test project's dvc.yaml, in order."""
     return list(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
 
 
@@ -261,70 +268,162 @@ def _dvc_status_clean(root: Path) -> bool:
     return "Data and pipelines are up to date." in _dvc(root, "status")
 
 
+@pytest.fixture(scope="module")
+def full_run(served: tuple[Paths, dict[str, Any]]) -> runs.RunResult:
+    """`prefect deployment run logicflow/full` on the fresh project: every stage runs once."""
+    _, state = served
+    result = _trigger(state)
+    assert result.ok, result.message
+    return result
+
+
+@pytest.fixture
+def page() -> Iterator:
+    """Headless Debian chromium driven by playwright (`make test` installs chromium when it is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium not found: `make browser` installs Debian's chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", *CHROMIUM_OFFLINE])
+        try:
+            yield browser.new_page(viewport={"width": 1440, "height": 900})
+        finally:
+            browser.close()
+
+
+def _look(page, url: str, png: Path, tab: str | None = None) -> str:  # noqa: ANN001 - playwright Page
+    """Open `url` (and a tab on it) as a person would, save a screenshot, return the page's text."""
+    page.goto(url, wait_until="load")
+    page.wait_for_timeout(SETTLE_MS)
+    if tab:
+        page.get_by_text(tab, exact=True).first.click()
+        page.wait_for_timeout(SETTLE_MS // 2)
+    page.screenshot(path=str(png), full_page=True)
+    assert png.stat().st_size > 20_000, f"{png} looks blank"
+    return page.inner_text("body")
+
+
 @pytest.mark.slow
-def test_full_deployment_run_equals_dvc_repro(served: tuple[Paths, dict[str, Any]]) -> None:
+def test_prefect_and_mlflow_pages_show_the_run(
+    served: tuple[Paths, dict[str, Any]],
+    full_run: runs.RunResult,
+    page,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    """The two UIs after the run, in a browser: the flow run with its stages and artifacts, the deployment,
+    the MLflow runs table and the run with its Prefect lineage tag. Screenshots are kept in
+    $LOGICFLOW_SCREENSHOTS when set."""
     from mlflow import MlflowClient
 
     paths, state = served
-    root = paths.root
-    client = MlflowClient(tracking_uri=state["mlflow"]["url"])
-    run_id = record_mlflow_run(root, state["mlflow"]["url"], "logicflow-smoke")
-    experiment = client.get_run(run_id).info.experiment_id
+    shots = Path(os.environ.get("LOGICFLOW_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    record = json.loads(paths.mlflow_run_file.read_text())
+    mlflow_url = state["mlflow"]["url"]
 
-    result = _trigger(state)
-    assert result.ok, result.message
-    assert _stages(result) == {stage: "ran" for stage in _pipeline(root)}
-    assert {"stages", "data-summary", "mlflow-run"} <= set(result.artifacts)
-    assert f"#/experiments/{experiment}/runs/{run_id}" in result.artifacts["mlflow-run"]
-    tags = client.get_run(run_id).data.tags
-    assert tags["prefect.flow_run_id"] == result.flow_run_id
-    assert tags["prefect.flow_run_url"] == result.url and tags["prefect.deployment"] == "full"
+    text = _look(page, full_run.url, shots / "prefect-flow-run.png")
+    assert full_run.name in text and "Completed" in text and "dvc repro data" in text
+    text = _look(page, full_run.url, shots / "prefect-artifacts.png", tab="Artifacts")
+    assert "stages" in text and "data-summary" in text
+    text = _look(page, f"{state['prefect']['url']}/deployments", shots / "prefect-deployments.png")
+    assert "full" in text and "logicflow" in text
+
+    exp = record["experiment_id"]
+    text = _look(page, f"{mlflow_url}/#/experiments/{exp}/runs", shots / "mlflow-runs.png")
+    assert MlflowClient(tracking_uri=mlflow_url).get_run(record["run_id"]).info.run_name in text
+    text = _look(page, f"{mlflow_url}/#/experiments/{exp}/runs/{record['run_id']}", shots / "mlflow-run.png")
+    assert "prefect.flow_run_id" in text and full_run.flow_run_id in text
+
+
+@pytest.mark.slow
+def test_full_deployment_run_equals_dvc_repro(
+    served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
+) -> None:
+    """Every stage through the served deployment: the card and the published model come out, the MLflow
+    run the train stage opened carries the Prefect lineage, outputs are pushed, and DVC agrees both ways."""
+    from mlflow import MlflowClient
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    paths, state = served
+    root = paths.root
+    assert _stages(full_run) == {stage: "ran" for stage in _pipeline(root)}
+    assert _pipeline(root) == ["model", "data", "validate", "train", "evaluate", "card", "publish"]
+    assert {"stages", "data-summary", "mlflow-run"} <= set(full_run.artifacts)
+
+    record = json.loads(paths.mlflow_run_file.read_text())
+    client = MlflowClient(tracking_uri=state["mlflow"]["url"])
+    logged = client.get_run(record["run_id"])
+    assert (
+        f"#/experiments/{record['experiment_id']}/runs/{record['run_id']}" in full_run.artifacts["mlflow-run"]
+    )
+    assert logged.data.tags["prefect.flow_run_id"] == full_run.flow_run_id
+    assert logged.data.tags["prefect.flow_run_url"] == full_run.url
+    assert logged.data.tags["prefect.deployment"] == "full"
+    assert "loss" in logged.data.metrics and any(k.startswith("eval/") for k in logged.data.metrics)
+    assert {d.dataset.name for d in logged.inputs.dataset_inputs}
     assert any((base := Path(root).parent / "remote").rglob("*")), f"nothing pushed to {base}"
+
+    card = paths.card.readme.read_text()
+    assert card.startswith("---\n") and "model-index:" in card and "logicflow_math_heldout" in card
+    tokenizer = AutoTokenizer.from_pretrained(paths.publish_dir)
+    model = AutoModelForCausalLM.from_pretrained(paths.publish_dir)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+    # `dvc metrics show` / `dvc exp show` compare the flat headline numbers only, not the detailed reports
+    import dvc.api
+
+    flat = json.loads(paths.run_metrics.read_text())
+    assert "gate" in flat and "logicflow_math_heldout.p" in flat
+    assert len(dvc.api.metrics_show(repo=str(root))) == len(flat)
 
     # after the deployment run, DVC has nothing to do
     assert _dvc_status_clean(root)
     assert _reproduce(root) == []
 
     # after `dvc repro` of a change, the deployment run skips every stage
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["profiles"]["smoke"]["data"]["max_samples"] = 40
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    ran = _reproduce(root)
-    assert "data" in ran and "model" not in ran
+    params = yaml.safe_load(paths.params.read_text())
+    params["profiles"]["smoke"]["card"]["license"] = "mit"
+    paths.params.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _reproduce(root) == ["card", "publish"]
+    assert "license: mit" in paths.card.readme.read_text()
     again = _trigger(state)
     assert again.ok and _stages(again) == {stage: "up to date" for stage in _pipeline(root)}
-    assert client.get_run(run_id).data.tags["prefect.flow_run_id"] == result.flow_run_id  # not re-tagged
+    assert client.get_run(record["run_id"]).data.tags["prefect.flow_run_id"] == full_run.flow_run_id
     summary = runs.summary(paths, again, state)
     assert "model: up to date, data: up to date" in summary and state["mlflow"]["url"] in summary
 
 
 @pytest.mark.slow
-def test_overrides_run_as_a_dvc_experiment(served: tuple[Paths, dict[str, Any]]) -> None:
+def test_overrides_run_as_a_dvc_experiment(
+    served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
+) -> None:
     paths, state = served
     root = paths.root
     git(root, "add", "-A")
     git(root, "commit", "-qm", "state before the experiment")
-    before = (root / "params.yaml").read_bytes(), (root / "dvc.lock").read_bytes()
+    before = paths.params.read_bytes(), paths.dvc_lock.read_bytes()
 
-    result = _trigger(state, overrides={"data.max_samples": 32})
+    result = _trigger(state, overrides={"card.license": "apache-2.0"})
     assert result.ok, result.message
-    assert _stages(result)["data"] == "ran"
+    assert _stages(result) == {stage: "up to date" for stage in _pipeline(root)[:5]} | {
+        "card": "ran",
+        "publish": "ran",
+    }
     assert "experiment" in result.artifacts
     name = f"full-{result.name}"
     assert git(root, "for-each-ref", "--format=%(refname)", "refs/exps/").rstrip().endswith(f"/{name}")
     # the workspace (params.yaml, dvc.lock, outputs) is untouched and still up to date
-    assert ((root / "params.yaml").read_bytes(), (root / "dvc.lock").read_bytes()) == before
+    assert (paths.params.read_bytes(), paths.dvc_lock.read_bytes()) == before
     assert _dvc_status_clean(root)
-    shown = subprocess.run(
-        [sys.executable, "-m", "dvc", "exp", "show", "--json"],
-        cwd=root,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert name in shown and '"max_samples": 32' in shown.replace(" ", "").replace(
-        '"max_samples":32', '"max_samples": 32'
-    )
+    shown = json.dumps(json.loads(_dvc(root, "exp", "show", "--json")))
+    assert name in shown and '"license": "apache-2.0"' in shown
 
 
 @pytest.mark.slow

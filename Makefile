@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup browser run test test-fast bench lint up down status ui clean
+.PHONY: setup browser run test test-fast test-faults bench lint up down status ui clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,10 @@ test: setup browser
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -x
+
+# The escape corpus and injected faults only (also part of `make test`).
+test-faults: setup
+	$(BIN)/python -m pytest -m faults tests/faults
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

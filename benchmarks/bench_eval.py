@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from lm_eval.tasks import TaskManager
 
+    from logicflow.config import EvalConfig
     from logicflow.evaluation.harness import make_lm, pick_threads
     from logicflow.evaluation.punkt import ensure_punkt_tab
     from logicflow.evaluation.tasks import RenderSettings, get_task, render_tasks
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             heldout_fixture(paths.root, max(args.limit, 8))
         include = render_tasks(
             [t.name for t in tasks],
-            RenderSettings({t.name: args.max_new_tokens for t in tasks}, 5.0, 512),
+            RenderSettings({t.name: args.max_new_tokens for t in tasks}, EvalConfig().sandbox_settings()),
             paths,
             Path(tmp) / "tasks",
         )

@@ -16,8 +16,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-# read as data by lm-eval (its include path), not imported: a dep of evaluate without being in the closure
-DATA_PACKAGES = {"src/logicflow/eval_tasks"}
+# deps of evaluate that are not imported: read as data by lm-eval (its include path), run as a script by the
+# sandbox
+NOT_IMPORTED = {"src/logicflow/eval_tasks", "src/logicflow/sandbox_launcher.py"}
 
 
 def module_file(name: str) -> Path | None:
@@ -63,7 +64,7 @@ def code_deps(stage: dict) -> set[str]:
     files: set[str] = set()
     for dep in stage.get("deps", []):
         path = ROOT / dep
-        if not dep.startswith("src/") or dep in DATA_PACKAGES or path.suffix not in ("", ".py"):
+        if not dep.startswith("src/") or dep in NOT_IMPORTED or path.suffix not in ("", ".py"):
             continue
         found = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         files |= {str(p.relative_to(ROOT)) for p in found}

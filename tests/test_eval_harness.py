@@ -12,6 +12,8 @@ from logicflow.evaluation import standard
 from logicflow.evaluation.tasks import REGISTRY, RenderSettings, get_task, render_tasks
 from logicflow.paths import Paths
 
+SANDBOX = {"sandbox_timeout_s": 3.0, "sandbox_memory_mb": 256, "sandbox": "kernel"}
+
 
 @pytest.fixture(autouse=True)
 def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -51,14 +53,14 @@ def test_rendered_tasks_load_in_lm_eval_with_absolute_paths(tmp_path: Path) -> N
 
     paths = heldout(tmp_path / "root")
     folder = render_tasks(
-        list(REGISTRY), RenderSettings(dict.fromkeys(REGISTRY, 24), 3.0, 256), paths, tmp_path / "tasks"
+        list(REGISTRY),
+        RenderSettings(dict.fromkeys(REGISTRY, 24), SANDBOX),
+        paths,
+        tmp_path / "tasks",
     )
     text = (folder / "logicflow_math_heldout.yaml").read_text()
     assert json.dumps(str(paths.heldout_math)) in text and "max_gen_toks: 24" in text and "@@" not in text
-    assert json.loads((folder / "settings.json").read_text()) == {
-        "sandbox_timeout_s": 3.0,
-        "sandbox_memory_mb": 256,
-    }
+    assert json.loads((folder / "settings.json").read_text()) == SANDBOX
     assert sum(1 for _ in (folder / "humaneval.jsonl").open()) == 164
     manager = TaskManager(include_path=str(folder), include_defaults=False)
     assert {t.lm_eval_name for t in REGISTRY.values()} <= set(manager.all_tasks)
@@ -68,7 +70,7 @@ def test_missing_heldout_data_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match="logicflow stage data"):
         render_tasks(
             ["logicflow_math_heldout"],
-            RenderSettings({"logicflow_math_heldout": 8}, 1.0, 128),
+            RenderSettings({"logicflow_math_heldout": 8}, SANDBOX),
             Paths.from_root(tmp_path),
             tmp_path / "t",
         )

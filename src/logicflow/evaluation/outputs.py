@@ -73,6 +73,7 @@ def eval_report(
             "batch_size": ev.batch_size,
             "template": cfg.model.template,
             "alpha": cfg.publish.gate.alpha,
+            "sandbox": plan.sandbox,
         },
         models={
             label: {"path": os.path.relpath(plan.models[label], paths.root), "sha256": plan.shas[label]}

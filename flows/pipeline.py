@@ -46,6 +46,9 @@ NETWORK_STAGES = frozenset({"model", "data", "publish"})
 RETRY_DELAYS_S = [int(s) for s in os.environ.get("LOGICFLOW_RETRY_DELAYS", "10,60,300").split(",")]
 # How a stage reports an error the user caused (logicflow.cli prints LogicFlowError this way): never retried.
 USER_ERROR = "logicflow: error:"
+# Run overrides may not retarget publishing (repo id, privacy, targets): whoever can trigger a run could
+# otherwise push the model somewhere else. The operator allows it on the serve process's environment.
+ALLOW_PUBLISH_OVERRIDES = "LOGICFLOW_ALLOW_PUBLISH_OVERRIDES"
 
 
 def project_root() -> Path:
@@ -155,9 +158,11 @@ def check_params(root: Path, profile: str | None, overrides: dict[str, Any]) -> 
     """Validate profile + overrides exactly as DVC will see them; return the `-S` settings (none = defaults).
 
     An override `lora.r` becomes `profiles.<profile>.lora.r`, because the profile overlay wins in params.yaml.
-    A bad key or value fails here, before any stage runs, and is never retried.
+    A bad key or value, or a `publish.*` override the deployment does not allow, fails here, before any stage
+    runs, and is never retried.
     """
     from logicflow.config import SECTION_KEYS, build_config, deep_merge
+    from logicflow.errors import ConfigError
 
     params = yaml.safe_load((root / "params.yaml").read_text()) or {}
     current = params.get("profile", "cpu")
@@ -169,6 +174,11 @@ def check_params(root: Path, profile: str | None, overrides: dict[str, Any]) -> 
         if section not in SECTION_KEYS or "." not in key:
             raise ValueError(
                 f"override {key!r} must be section.key with a section in {', '.join(SECTION_KEYS)}"
+            )
+        if section == "publish" and os.environ.get(ALLOW_PUBLISH_OVERRIDES) != "1":
+            raise ConfigError(
+                f"override {key!r}: a flow run cannot change where or how the model is published; change "
+                f"params.yaml, or start the deployments with {ALLOW_PUBLISH_OVERRIDES}=1"
             )
         settings.append(f"profiles.{name}.{key}={json.dumps(value)}")
         node: Any = value

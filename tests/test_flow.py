@@ -110,6 +110,21 @@ def test_check_params_maps_overrides_onto_the_profile(tmp_path: Path) -> None:
             check(root, "nope", {})
         with pytest.raises(ValueError, match="section.key"):
             check(root, None, {"nosuch.x": 1})
+        for key, value in (("publish.repo_id", "someone/else"), ("publish.private", False)):
+            with pytest.raises(ConfigError, match=f"override '{key}': a flow run cannot change"):
+                check(root, None, {key: value})
+
+
+def test_publish_overrides_need_the_operators_consent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.logging import disable_run_logger
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.setenv(pipeline.ALLOW_PUBLISH_OVERRIDES, "1")
+    with disable_run_logger():
+        settings = pipeline.check_params.fn(tmp_path, None, {"publish.targets": ["local"]})
+    assert settings == ['profiles.cpu.publish.targets=["local"]']
 
 
 def test_retry_rule_spares_diagnosed_errors() -> None:

@@ -192,3 +192,12 @@ def test_invalid_card_metadata_is_refused_by_the_hub(hub: HubServer, paths, tmp_
 def test_target_repr_never_shows_the_token(hub: HubServer) -> None:
     target = _target(hub)
     assert TOKEN not in repr(target) and TOKEN not in str(target)
+
+
+def test_a_public_repo_is_never_pushed_to_when_private_is_asked(hub: HubServer, paths) -> None:
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=hub.url, token=TOKEN).create_repo(REPO, private=False)
+    with pytest.raises(PublishError, match="exists and is public, but publish.private is true"):
+        push_folder(_target(hub), paths.card.dir, "f" * 64, "msg")
+    assert [c.title for c in hub.commits(REPO)] == ["initial commit"]

@@ -126,11 +126,16 @@ def test_up_status_down_leaves_no_process(tmp_path: Path, monkeypatch: pytest.Mo
         monkeypatch.setenv(key, value)
     root = make_project(tmp_path / "repo", tmp_path / "remote")
     paths = Paths.from_root(root)
+    monkeypatch.setenv("HF_TOKEN", "hf_canary_for_servers")
 
     started = time.monotonic()
     state = servers.start(paths)
     first_up = time.monotonic() - started
     assert set(state) == {"prefect", "mlflow", "serve"}
+    # the servers never hold the token; the deployment runner (which publishes) does
+    env_of = {name: psutil.Process(entry["pid"]).environ() for name, entry in state.items()}
+    assert "HF_TOKEN" not in env_of["prefect"] and "HF_TOKEN" not in env_of["mlflow"]
+    assert env_of["serve"]["HF_TOKEN"] == "hf_canary_for_servers"
     report = servers.status(paths)
     assert all(entry["running"] and entry["healthy"] for entry in report.values()), report
     assert state["prefect"]["url"].startswith("http://127.0.0.1:")

@@ -213,3 +213,17 @@ def test_default_store_and_server_made_experiments_keep_artifacts_in_the_project
     landed = paths.servers.mlflow_artifacts / "7" / tracker.info.run_id / "artifacts" / "plots" / "a.txt"
     assert landed.read_text() == "x"
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_run_file_never_holds_tracking_credentials(tmp_path: Path) -> None:
+    """mlflow_run.json is read by the card and shipped in lineage: a URI with user:password is stored
+    without them (MLflow reads credentials from MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    paths = Paths.from_root(tmp_path)
+    uri = "http://ci-user:s3cret-pass@mlflow.internal:5000"
+    info = tracking.RunInfo("r1", "7", "exp", uri, tracking.run_url(uri, "7", "r1"))
+    tracking.write_run_file(paths, info)
+    text = paths.mlflow_run_file.read_text()
+    assert "s3cret-pass" not in text and "ci-user" not in text
+    stored = tracking.read_run_file(paths)
+    assert stored.tracking_uri == "http://mlflow.internal:5000"
+    assert stored.run_url == "http://mlflow.internal:5000/#/experiments/7/runs/r1"

@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from logicflow.errors import PublishError
 from logicflow.paths import Paths
+from logicflow.tracking import without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +28,6 @@ CANDIDATE = "candidate"
 CHAMPION = "champion"
 FINGERPRINT_TAG = "logicflow_fingerprint"
 ARTIFACT_ROOT = "published"
-
-
-def redact_uri(uri: str) -> str:
-    """A tracking URI without credentials (`http://user:pass@host` -> `http://***@host`)."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
 
 
 @dataclass(frozen=True)
@@ -55,7 +45,7 @@ class RegistryResult:
 def _fail(what: str, uri: str, exc: Exception) -> PublishError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return PublishError(
-        f"MLflow at {redact_uri(uri)}: {what} failed ({first}); check the tracking server "
+        f"MLflow at {without_credentials(uri)}: {what} failed ({first}); check the tracking server "
         "(`logicflow up`) and reports/train/mlflow_run.json"
     )
 
@@ -88,7 +78,7 @@ def _register(
     from mlflow.exceptions import MlflowException
 
     client, info = tracker.client, tracker.info
-    uri = redact_uri(info.tracking_uri)
+    uri = without_credentials(info.tracking_uri)
     try:
         existing = client.search_model_versions(
             f"name = '{name}' and run_id = '{info.run_id}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'"

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 SERVICES = ("prefect", "mlflow", "serve")
+# Environment variables the Prefect and MLflow servers never get (only `serve`, which runs the stages, needs
+# a Hub token): a server's environment is readable by anyone who can read its /proc entry or crash dump.
+SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|PRIVATE_KEY", re.IGNORECASE)
 STARTUP_TIMEOUT_S = 180.0  # MLflow's first start runs its migrations: ~25 s on an idle 2-core box
 STOP_TIMEOUT_S = 15.0
 SERVE_POLL_S = 2  # how often the serve process asks Prefect for new runs (Prefect's default is 10 s)
@@ -188,7 +192,7 @@ def _spawn(
     log = paths.servers.log(service)
     log.parent.mkdir(parents=True, exist_ok=True)
     environ = child_env(extra_env)
-    for key in drop_env:
+    for key in [*drop_env, *(k for k in environ if service != "serve" and SECRET_ENV.search(k))]:
         environ.pop(key, None)
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())

@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,16 @@ def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
             f"MLflow tracking server {uri} is unreachable ({reason}); start it with `logicflow up`, or set "
             "MLFLOW_TRACKING_URI / tracking.uri to a reachable server or a sqlite:/// URI"
         ) from None
+
+
+def without_credentials(uri: str) -> str:
+    """`http://user:pass@host:5000` -> `http://host:5000`: what may be stored, logged or published. MLflow
+    takes credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_URI)."""
+    parts = urllib.parse.urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
@@ -391,7 +401,9 @@ def _start_system_metrics(run_id: str, uri: str, resume: bool) -> Any:
 
 
 def write_run_file(paths: Paths, info: RunInfo) -> None:
-    write_json(paths.mlflow_run_file, asdict(info))
+    """reports/train/mlflow_run.json, without any credentials in its URIs (the card and Hub read it)."""
+    uri, url = without_credentials(info.tracking_uri), info.run_url and without_credentials(info.run_url)
+    write_json(paths.mlflow_run_file, asdict(replace(info, tracking_uri=uri, run_url=url)))
 
 
 def read_run_file(paths: Paths) -> RunInfo | None:

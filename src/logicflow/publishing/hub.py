@@ -211,6 +211,11 @@ def push_folder(
     for attempt in range(1, attempts + 1):
         try:
             api.create_repo(target.repo_id, repo_type="model", private=target.private, exist_ok=True)
+            if target.private and not api.repo_info(target.repo_id).private:
+                raise PublishError(
+                    f"{target.url} exists and is public, but publish.private is true: nothing was pushed; "
+                    "make the repo private on the Hub, or set publish.private: false to publish openly"
+                )
             head = _head(api, target)
             if head.fingerprint == fingerprint:
                 status = "pushed" if sent else "unchanged"

@@ -13,6 +13,7 @@ export PYTHONUNBUFFERED := 1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) infra/check_lock.py  # a pin edited without re-locking stops here, not in production
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .

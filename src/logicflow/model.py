@@ -172,6 +172,22 @@ def download_from_hub(model_id: str, revision: str, out_dir: Path) -> None:
     )
 
 
+def check_model_files(model_dir: Path, model_id: str) -> None:
+    """Refuse a base model LogicFlow would have to trust: one whose config asks to run its own code
+    (`auto_map`: trust_remote_code) or that has no safetensors weights (pickle can run code when loaded)."""
+    config_file = model_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    if config.get("auto_map"):
+        raise ModelError(
+            f"{model_id} needs trust_remote_code (its config maps to its own modeling code): LogicFlow never "
+            "runs a model's code; pick a model that transformers supports natively"
+        )
+    if not list(model_dir.glob("*.safetensors")):
+        raise ModelError(
+            f"{model_id} has no safetensors weights (a pickled checkpoint can run code when loaded): refused"
+        )
+
+
 def _hub_license(model_id: str, revision: str) -> str | None:
     try:
         from huggingface_hub import model_info
@@ -218,6 +234,7 @@ def fetch_base_model(model_id: str, revision: str, target: Path) -> ResolvedMode
         try:
             with atomic_dir(cache) as tmp:
                 build(tmp)
+                check_model_files(tmp, model_id)
                 license_ = KNOWN_LICENSES.get(model_id) or _hub_license(model_id, revision)
                 manifest = ResolvedModel(model_id, revision, source, weights_sha256(tmp), license_)
                 (tmp / MODEL_MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")

@@ -210,6 +210,11 @@ class Paths:
         return self.root / "reports" / "data.json"
 
     @property
+    def reliability_log(self) -> Path:
+        """One JSON line per fault-suite test (tests/faults): the fault, what happened, the figures."""
+        return self.root / "reports" / "reliability.jsonl"
+
+    @property
     def run_metrics(self) -> Path:
         """The flat headline numbers of a run (card stage): the only DVC metrics file."""
         return self.root / "reports" / "metrics.json"

@@ -88,11 +88,19 @@ def interpreters() -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _site_packages() -> str:
-    """The folder holding `landlock` and `pyseccomp`: the launcher imports them from it, then forgets it."""
-    import landlock
+def _install_runtime(folder: Path, kernel: bool) -> Path:
+    """Copy the launcher (and for `kernel` isolation `landlock` and `pyseccomp`) into `folder`, inside the
+    sandbox folder, so the sandbox's user can read them wherever this checkout lives (a 0700 temp dir, say);
+    returns the launcher. It imports the packages from there before it confines itself, then forgets them."""
+    folder.mkdir()
+    if kernel:
+        import landlock
+        import pyseccomp
 
-    return str(Path(landlock.__file__).resolve().parents[1])
+        no_bytecode = shutil.ignore_patterns("*.pyc")
+        shutil.copytree(Path(landlock.__file__).parent, folder / "landlock", ignore=no_bytecode)
+        shutil.copy(pyseccomp.__file__, folder)
+    return Path(shutil.copy(LAUNCHER, folder))
 
 
 def _stdlib(argv: list[str]) -> tuple[str, ...] | str:
@@ -192,13 +200,14 @@ def run_untrusted(
         work = Path(tmp)
         for name, text in (("program.py", program), ("check.py", check), ("context.py", context)):
             (work / name).write_text(text, encoding="utf-8")
+        launcher = _install_runtime(work / ".runtime", kernel=iso.mode == "kernel")
         if iso.as_nobody:
             for path in (work, *work.iterdir()):
                 os.chown(path, NOBODY, NOBODY)
         verdict_r, verdict_w = os.pipe()
         config = {
             "kernel": iso.mode == "kernel",
-            "site": _site_packages() if iso.mode == "kernel" else "",
+            "site": str(launcher.parent),
             "read": [*iso.stdlib, *SHARED_LIBRARIES],
             "read_files": list(READABLE_FILES),
             "memory": memory_mb << 20,
@@ -209,7 +218,7 @@ def run_untrusted(
         }
         try:
             proc = subprocess.Popen(
-                [*iso.argv, "-I", "-S", "-B", str(LAUNCHER), json.dumps(config)],
+                [*iso.argv, "-I", "-S", "-B", str(launcher), json.dumps(config)],
                 cwd=work,
                 env={"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work), "LANG": "C.UTF-8"},
                 stdin=subprocess.DEVNULL,

@@ -13,8 +13,8 @@ seccomp (no sockets, ptrace, mount, keyctl, bpf, namespaces, new processes or ex
 network, mount, pid) are entered by `unshare` before this script starts. With `"kernel": false` (the
 explicit `eval.sandbox: unisolated`) only the limits and the two-process verdict apply.
 
-Stdlib only, plus the `landlock` and `pyseccomp` packages, imported from CONFIG["site"] and dropped from
-sys.path before any untrusted code runs.
+Stdlib only, plus the `landlock` and `pyseccomp` packages, imported from CONFIG["site"] (copied beside this
+file by the host) and dropped from sys.path before any untrusted code runs.
 """
 
 import errno

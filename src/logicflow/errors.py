@@ -41,5 +41,10 @@ class EvaluationError(LogicFlowError):
     """An eval task or model that cannot be run."""
 
 
+class Interrupted(Exception):  # noqa: N818 - a stop, not an error: deliberately not a LogicFlowError
+    """Stopped from outside (SIGTERM: a preemption, `kill`, a cancelled run) after saving what resumes it.
+    Not the user's fault, so not a LogicFlowError: the CLI exits 143 and the flow retries the stage."""
+
+
 class PublishError(LogicFlowError):
     """A publish target that refuses the upload (never includes the token)."""

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from logicflow.atomic import write_json
-from logicflow.errors import TrackingError
+from logicflow.errors import Interrupted, TrackingError
 from logicflow.model import ResolvedModel, file_sha256
 from logicflow.paths import Paths
 
@@ -335,7 +335,8 @@ def open_run(
     resume_run_id: str | None = None,
     system_metrics: bool = True,
 ) -> Iterator[Tracker]:
-    """Start (or continue `resume_run_id`) the pipeline's MLflow run; ends FINISHED, or FAILED on an error.
+    """Start (or continue `resume_run_id`) the pipeline's MLflow run; ends FINISHED, KILLED when Interrupted
+    (SIGTERM), or FAILED on an error.
 
     Checks reachability first, so a dead server fails in seconds. System metrics (CPU, memory, GPU when
     present) are sampled in the background while the run is open.
@@ -375,6 +376,9 @@ def open_run(
     try:
         yield tracker
         status = "FINISHED"
+    except Interrupted:
+        status = "KILLED"  # stopped from outside after a checkpoint: the next run continues this one
+        raise
     finally:
         if monitor is not None:
             monitor.finish()

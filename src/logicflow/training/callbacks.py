@@ -1,4 +1,4 @@
-"""Trainer callbacks: throughput, the NaN/inf guard, per-step MLflow metrics, quiet progress, padding stats.
+"""Trainer callbacks: throughput, the NaN/inf guard, SIGTERM, per-step MLflow metrics, progress, padding.
 
 Order matters: `Throughput` adds `tokens_per_s` to the log dict that `NanGuard` and `MlflowMetrics` see next.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -92,6 +94,31 @@ class NanGuard(TrainerCallback):
                 control.should_training_stop = True
                 control.should_save = False
                 control.should_evaluate = False
+
+
+class StopOnSigterm(TrainerCallback):
+    """SIGTERM during training: finish the current step, save a checkpoint there and stop (the session then
+    raises Interrupted). Only the main thread can own the handler; elsewhere SIGTERM keeps its default."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if self.received:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 class MlflowMetrics(TrainerCallback):

@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from logicflow.config import Config
-from logicflow.errors import TrainingError
+from logicflow.errors import Interrupted, TrainingError
 from logicflow.paths import Paths
 from logicflow.training import checkpoints, data
 from logicflow.training import trainer as build
-from logicflow.training.callbacks import MlflowMetrics, NanGuard, PaddingCounter, QuietProgress, Throughput
+from logicflow.training.callbacks import (
+    MlflowMetrics,
+    NanGuard,
+    PaddingCounter,
+    QuietProgress,
+    StopOnSigterm,
+    Throughput,
+)
 from logicflow.training.inputs import Inputs
 
 
@@ -24,6 +31,7 @@ class Session:
     trainer: Any
     throughput: Throughput
     guard: NanGuard
+    stop: StopOnSigterm
     padding: PaddingCounter
     evaluates: bool  # a validation split exists: the session ends with an eval loss
     eval_loss: float | None = None  # set by `train`
@@ -32,6 +40,11 @@ class Session:
     def train(self, resume_from: Path | None, checkpoint_dir: Path) -> None:
         """Train (from `resume_from` when given), stop on a non-finite loss, then read the final eval loss."""
         output = self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if self.stop.received:
+            raise Interrupted(
+                f"training stopped by SIGTERM after step {self.trainer.state.global_step}; checkpoint "
+                f"{checkpoints.last_checkpoint(checkpoint_dir)} saved; run the train stage again to resume"
+            )
         if self.guard.bad_step is not None:
             raise TrainingError(
                 f"training stopped at step {self.guard.bad_step}: {self.guard.bad_value} is not finite; last "
@@ -66,7 +79,7 @@ def build_session(
         build.check_target_modules(model, cfg.lora.target_modules, cfg.model.freeze_modules)
     train, validation = inputs.splits.rows["train"], inputs.splits.rows["validation"]
     args = build.build_sft_config(cfg, paths.checkpoints, plan, hw, has_eval=bool(validation))
-    throughput, guard = Throughput(), NanGuard()  # order: tokens/s first, then the guard, then MLflow
+    throughput, guard, stop = Throughput(), NanGuard(), StopOnSigterm()  # tokens/s, guard, then MLflow
     trainer = build.build_trainer(
         model,
         inputs.tokenizer,
@@ -74,11 +87,11 @@ def build_session(
         data.to_dataset(train, cfg.train.train_on_thinking),
         data.to_dataset(validation, cfg.train.train_on_thinking) if validation else None,
         build.build_peft_config(cfg.lora, cfg.model),
-        [throughput, guard, MlflowMetrics(tracker), QuietProgress()],
+        [throughput, guard, stop, MlflowMetrics(tracker), QuietProgress()],
     )
     throughput.trainer = trainer
     padding = PaddingCounter(trainer.data_collator, trainer.model)
     trainer.data_collator = padding
     # TRL drops rows left without labels; the cutoff guard makes that impossible, this re-checks the count
     data.check_enough_rows(len(trainer.train_dataset), cfg.train.batch_size, cfg.train.grad_accum, processes)
-    return Session(trainer, throughput, guard, padding, evaluates=bool(validation))
+    return Session(trainer, throughput, guard, stop, padding, evaluates=bool(validation))

@@ -31,8 +31,12 @@ def atomic_file(target: Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield an empty temp folder beside `target`; on success it replaces `target` as a whole."""
+    """Yield an empty temp folder beside `target`; on success it replaces `target` as a whole. Leftovers of an
+    earlier writer that was killed (`.<name>.*` beside it, e.g. half a merged model) are removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*"):
+        if stale.is_dir():  # never a sibling file's `.<name>.<suffix>.tmp`
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp.chmod(0o755)
     old = target.with_name(f".{target.name}.old")

@@ -80,3 +80,80 @@ def test_sigterm_mid_epoch_checkpoints_marks_killed_and_resumes(
         stopped_at_step=stopped_at,
         exit_code=proc.returncode,
     )
+
+
+KILL_TRIALS = 6
+
+
+def test_sigkill_while_checkpointing_never_resumes_from_a_torn_checkpoint(
+    mlflow_uri: str,
+    tmp_path: Path,
+    reliability,  # noqa: ANN001
+) -> None:
+    """T2: a checkpoint every step, SIGKILL at a random moment (often mid-write or mid-rotation), restart;
+    every restart continues from an intact checkpoint and the last one trains to the end."""
+    import random
+
+    paths = make_project(tmp_path / "project")
+    every_step = ["train.save_steps=1", "train.save_total_limit=2", "train.max_steps=64"]  # never done early
+    sets = [arg for item in [*OVERRIDES, *every_step] for arg in ("--set", item)]
+    argv = [sys.executable, "-m", "logicflow.cli", "stage", "train", "--root", str(paths.root), "--profile"]
+    rng = random.Random(0)
+    torn_seen = 0
+    for _ in range(KILL_TRIALS):
+        before = checkpoints.last_checkpoint(paths.checkpoints)
+        proc = subprocess.Popen([*argv, "smoke", *sets], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 240
+        while checkpoints.last_checkpoint(paths.checkpoints) == before:  # this attempt has saved once
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))  # lands in a step, a save or a rotation
+        proc.kill()
+        assert proc.wait(30) == -signal.SIGKILL, "the run ended before it was killed"
+        proc.stderr.close()
+        found = checkpoints.checkpoint_dirs(paths.checkpoints)
+        torn_seen += sum(not checkpoints.intact(path) for path in found)
+        assert checkpoints.last_checkpoint(paths.checkpoints) is not None
+
+    resumed_from = checkpoints.last_checkpoint(paths.checkpoints)
+    result = run(config(paths, *every_step), paths)
+    assert result.resumed_from == str(resumed_from) and result.global_step == 64
+    reliability(
+        row="T2",
+        fault=f"SIGKILL at a random moment of a run that checkpoints every step, {KILL_TRIALS} times",
+        outcome="each restart resumed from an intact checkpoint; torn ones skipped and removed",
+        kills=KILL_TRIALS,
+        torn_checkpoints_seen=torn_seen,
+    )
+
+
+def test_a_torn_checkpoint_is_never_the_one_resumed(mlflow_uri: str, tmp_path: Path) -> None:
+    """Every way a kill can tear the newest checkpoint (a file missing, cut short, or an unparsable trainer
+    state) makes the resume plan fall back to the previous intact one."""
+    import shutil
+
+    paths = make_project(tmp_path / "project")
+    run(config(paths, "train.max_steps=2", "train.save_steps=1", "train.save_total_limit=3"), paths)
+    older, newest = checkpoints.complete_checkpoints(paths.checkpoints)[-2:]
+    names = [
+        "trainer_state.json",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+    ]
+    pristine = tmp_path / "pristine"
+    shutil.copytree(newest, pristine)
+    for name in names:
+        for damage in ("missing", "cut short"):
+            shutil.rmtree(newest)
+            shutil.copytree(pristine, newest)
+            target = newest / name
+            if damage == "missing":
+                target.unlink()
+            else:
+                target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+            assert not checkpoints.intact(newest), (name, damage)
+            assert checkpoints.last_checkpoint(paths.checkpoints) == older, (name, damage)

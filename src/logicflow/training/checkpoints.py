@@ -3,9 +3,11 @@
 `checkpoints/` is not a DVC output; it survives across runs so a crashed or killed run can continue. It holds
 `logicflow_state.json` = {fingerprint, completed, mlflow_run_id} beside the trainer's `checkpoint-<step>`s.
 The fingerprint hashes everything that shapes the training trajectory (train/lora/model params, base weights,
-data files, the training code and templates). A run continues from the newest *complete* checkpoint (its
-`trainer_state.json` is written last) when the fingerprint matches and the previous run did not finish;
-otherwise the folder is cleared — except with `--resume`, where a mismatch is an error that says what to do.
+data files, the training code and templates). A run continues from the newest *intact* checkpoint when the
+fingerprint matches and the previous run did not finish; otherwise the folder is cleared — except with
+`--resume`, where a mismatch is an error that says what to do. Intact means every file a resume reads is
+there and whole (`intact`): a SIGKILL while the trainer writes a checkpoint, or deletes an old one, leaves
+torn folders, which are skipped (and removed when the run continues from an older one).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import logging
 import re
 import shutil
+import struct
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +82,52 @@ def write_state(folder: Path, state: CheckpointState) -> None:
     write_json(folder / CHECKPOINT_STATE, asdict(state))
 
 
-def complete_checkpoints(folder: Path) -> list[Path]:
-    """`checkpoint-<step>` folders whose trainer state exists (the trainer writes it last), oldest first."""
-    found = []
-    for child in folder.glob("checkpoint-*"):
-        match = CHECKPOINT.match(child.name)
-        if match and (child / "trainer_state.json").exists():
-            found.append((int(match.group(1)), child))
+def _whole_safetensors(path: Path) -> bool:
+    """The file is as long as its header says (8-byte length, JSON header, then the tensors' bytes)."""
+    try:
+        with path.open("rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+    except (OSError, struct.error, ValueError):
+        return False
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    return path.stat().st_size == 8 + size + end
+
+
+def intact(checkpoint: Path) -> bool:
+    """Every file a resume reads is there and whole: weights (safetensors) with their config (PEFT's
+    adapter_config.json or the model's config.json), optimizer, scheduler and RNG states (torch zip
+    archives), the trainer state (written last) and every other JSON file."""
+    weights = list(checkpoint.glob("*.safetensors"))
+    archives = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *checkpoint.glob("rng_state*.pth")]
+    configs = [checkpoint / "adapter_config.json", checkpoint / "config.json"]
+    try:
+        for file in [checkpoint / "trainer_state.json", *checkpoint.glob("*.json")]:
+            json.loads(file.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        bool(weights)
+        and any(c.is_file() for c in configs)
+        and len(archives) > 2
+        and all(_whole_safetensors(w) for w in weights)
+        and all(a.is_file() and zipfile.is_zipfile(a) for a in archives)
+    )
+
+
+def checkpoint_dirs(folder: Path) -> list[Path]:
+    """Every `checkpoint-<step>` folder, oldest first, intact or not."""
+    found = [
+        (int(m.group(1)), child)
+        for child in folder.glob("checkpoint-*")
+        if (m := CHECKPOINT.match(child.name))
+    ]
     return [path for _, path in sorted(found)]
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """The intact `checkpoint-<step>` folders, oldest first."""
+    return [path for path in checkpoint_dirs(folder) if intact(path)]
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -131,6 +173,10 @@ def prepare(folder: Path, fp: str, start: ResumePlan) -> None:
                 shutil.rmtree(child)
             elif child.name != CHECKPOINT_STATE:
                 child.unlink()
+    else:  # torn folders must not be resumed from, rotated as if whole, or mistaken for the newest
+        for torn in (path for path in checkpoint_dirs(folder) if not intact(path)):
+            logger.warning("removing %s: a killed run left it half-written", torn)
+            shutil.rmtree(torn)
     write_state(folder, CheckpointState(fp, completed=False, mlflow_run_id=start.mlflow_run_id))
 
 

@@ -21,8 +21,15 @@ T4 = build.Hardware(cuda=True, bf16=False, bitsandbytes=False, flash_attn=False,
 
 
 def _checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
+    """A checkpoint folder with every file a resume reads (`complete`), or one cut off before the state."""
+    from safetensors.torch import save_file
+
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
+    save_file({"w": torch.zeros(2)}, path / "adapter_model.safetensors")
+    (path / "adapter_config.json").write_text("{}")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({}, path / name)
     if complete:
         (path / "trainer_state.json").write_text("{}")
     return path

@@ -112,7 +112,7 @@ def problems() -> list[dict]:
     return list(read_problems().values())[:3]
 
 
-SETTINGS = {"sandbox_timeout_s": 5, "sandbox_memory_mb": 512}
+SETTINGS = {"sandbox_timeout_s": 5, "sandbox_memory_mb": 512, "sandbox": "kernel"}
 
 
 def test_canonical_solutions_pass_and_wrong_ones_fail(problems: list[dict]) -> None:
@@ -162,7 +162,7 @@ def test_a_completion_that_misbehaves_is_killed_and_counted_as_failed(
         "    import os\n    os.fork()\n",
         "    while True:\n        pass\n",
     ):
-        quick = {"sandbox_timeout_s": 1, "sandbox_memory_mb": 256}
+        quick = {"sandbox_timeout_s": 1, "sandbox_memory_mb": 256, "sandbox": "kernel"}
         assert humaneval_task.process_results(problem, [body], quick) == {"pass@1": 0.0}
     assert not marker.exists()
 

@@ -96,13 +96,14 @@ def _register(
         try:
             tracker.log_artifacts(folder, artifact_path)
             try:
-                client.get_registered_model(name)
-            except MlflowException:
                 client.create_registered_model(
                     name,
                     description="LogicFlow reasoning models (merged weights + "
                     "adapter + card), one version per published fingerprint",
                 )
+            except MlflowException as exc:  # another publisher created it first: fine
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
             version = client.create_model_version(
                 name,
                 source=f"runs:/{info.run_id}/{artifact_path}",

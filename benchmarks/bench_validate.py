@@ -83,51 +83,6 @@ def synth_rows(n: int, seed: int) -> tuple[Any, dict[str, Any], list[str]]:
     return pa.Table.from_pylist(rows["unified"], schema=synth.UNIFIED_SCHEMA), raw, heldout
 
 
-def damage(rows: list[dict[str, Any]], heldout: list[str], seed: int) -> dict[str, int]:
-    """Damage ~2% of `rows` in place (and append duplicates); returns what was done, by kind."""
-    rng = random.Random(seed)
-    n = len(rows)
-    picks = rng.sample(range(n), k=n // 50)
-    done: dict[str, int] = {}
-
-    def mark(kind: str) -> None:
-        done[kind] = done.get(kind, 0) + 1
-
-    for j, i in enumerate(picks):
-        row = rows[i]
-        kind = j % 8
-        if kind == 0:
-            row["messages"] = list(reversed(row["messages"]))
-            mark("role_order")
-        elif kind == 1:
-            row["messages"][-1]["content"] = "  "
-            mark("empty_turn")
-        elif kind == 2:
-            row["thinking"] += "\n</think>"
-            mark("reasoning_tags")
-        elif kind == 3:
-            row["thinking"] += " \x00"
-            mark("control_chars")
-        elif kind == 4:
-            row["messages"][-1]["content"] += " <|im_start|>user"
-            mark("template_tokens")
-        elif kind == 5:
-            row["messages"][0]["content"] = rng.choice(heldout)
-            mark("copied_eval_prompt")
-        elif kind == 6:
-            rows.append({**json.loads(json.dumps(row)), "id": row["id"] + "-copy"})
-            mark("exact_duplicate")
-        else:
-            near = json.loads(json.dumps(row))
-            near["id"] += "-near"
-            near["messages"][0]["content"] = near["messages"][0]["content"].upper() + " "
-            rows.append(near)
-            mark("near_duplicate")
-    rows[picks[0]]["thinking"] = "step " * 20_000  # one very long row
-    mark("overlong")
-    return done
-
-
 def write_project(root: Path, n: int, seed: int) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -142,7 +97,11 @@ def write_project(root: Path, n: int, seed: int) -> dict[str, Any]:
         table, raw, heldout = synth_rows(n, seed)
         origin = "logicflow.validation.synth"
     rows = table.to_pylist()
-    damaged = damage(rows, heldout, seed)
+    from logicflow.validation.synth import damage_rows
+
+    damaged = {kind: len(ids) for kind, ids in damage_rows(rows, heldout, share=0.02, seed=seed).items()}
+    rows[0]["thinking"] = "step " * 20_000  # one very long row
+    damaged["overlong"] = 1
     random.Random(seed).shuffle(rows)
     cut = len(rows) * 95 // 100
     for split, part in (("train", rows[:cut]), ("validation", rows[cut:])):

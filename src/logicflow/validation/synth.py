@@ -5,6 +5,7 @@ r"""Synthetic inputs for the validate stage's tests and benchmark: no download, 
 - `make_rows` writes well-formed rows of the three sources in both shapes (raw upstream columns and unified
   rows made from them), each with its own words so no two rows are near-duplicates by accident.
 - `write_project` lays them out where `Paths` expects them, plus a held-out eval file.
+- `damage_rows` damages a share of unified rows the ways real data is broken, one of eight classes each.
 """
 
 from __future__ import annotations
@@ -166,3 +167,48 @@ def write_project(
             fh.write(
                 json.dumps({"id": f"heldout-{i}", "question": question, "answer": "0", "kind": "test"}) + "\n"
             )
+
+
+DAMAGE_CLASSES = (
+    "role_order",
+    "empty_turn",
+    "reasoning_tags",
+    "control_chars",
+    "template_tokens",
+    "copied_eval_prompt",
+    "exact_duplicate",
+    "near_duplicate",
+)
+
+
+def damage_rows(
+    rows: list[dict[str, Any]], heldout: list[str], share: float, seed: int
+) -> dict[str, list[str]]:
+    """Damage `share` of the unified `rows` in place, cycling through DAMAGE_CLASSES (the two duplicate
+    classes append a copy instead); returns the ids that must be quarantined, by class."""
+    rng = random.Random(seed)
+    picks = rng.sample(range(len(rows)), k=round(len(rows) * share))
+    done: dict[str, list[str]] = {kind: [] for kind in DAMAGE_CLASSES}
+    for j, i in enumerate(picks):
+        row, kind = rows[i], DAMAGE_CLASSES[j % len(DAMAGE_CLASSES)]
+        target = row["id"]
+        if kind == "role_order":
+            row["messages"] = list(reversed(row["messages"]))
+        elif kind == "empty_turn":
+            row["messages"][-1]["content"] = "  "
+        elif kind == "reasoning_tags":
+            row["thinking"] += "\n</think>"
+        elif kind == "control_chars":
+            row["thinking"] += " \x00"
+        elif kind == "template_tokens":
+            row["messages"][-1]["content"] += " <|im_start|>user"
+        elif kind == "copied_eval_prompt":
+            row["messages"][0]["content"] = rng.choice(heldout)
+        else:
+            copy = json.loads(json.dumps(row))
+            target = copy["id"] = row["id"] + ("-copy" if kind == "exact_duplicate" else "-near")
+            if kind == "near_duplicate":
+                copy["messages"][0]["content"] = copy["messages"][0]["content"].upper() + " "
+            rows.append(copy)
+        done[kind].append(target)
+    return done

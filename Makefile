@@ -51,9 +51,10 @@ test: setup browser
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" -x
 
-# The escape corpus and injected faults only (also part of `make test`).
-test-faults: setup
-	$(BIN)/python -m pytest -m faults tests/faults
+# The escape corpus and injected faults only (also part of `make test`); then their table.
+test-faults: setup browser
+	$(BIN)/python -m pytest -m faults
+	$(BIN)/python tests/faults/table.py
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "flows"))
 pipeline = importlib.import_module("pipeline")
 serve = importlib.import_module("serve")
 
+CANARY = "hf_canary_0d1e2f3a4b5c6d7e8f9a"  # a token the run holds, to look for everywhere afterwards
 SETTLE_MS = 5000  # MLflow keeps polling, so "networkidle" never comes: wait for "load", then this long
 CHROMIUM_OFFLINE = ("--disable-background-networking", "--disable-component-update", "--no-first-run")
 
@@ -232,6 +233,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paths, di
     with pytest.MonkeyPatch.context() as mp:
         for key, value in offline_env(base / "cache").items():
             mp.setenv(key, value)
+        mp.setenv("HF_TOKEN", CANARY)  # must not end up in any output (test_no_secret_reaches_any_output)
         root = make_project(base / "repo", base / "remote")
         paths = Paths.from_root(root)
         state = servers.start(paths)
@@ -413,6 +415,33 @@ def test_full_deployment_run_equals_dvc_repro(
     assert client.get_run(record["run_id"]).data.tags["prefect.flow_run_id"] == full_run.flow_run_id
     summary = runs.summary(paths, again, state)
     assert "model: up to date, data: up to date" in summary and state["mlflow"]["url"] in summary
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_no_secret_reaches_any_output(
+    served: tuple[Paths, dict[str, Any]],
+    full_run: runs.RunResult,
+    reliability,  # noqa: ANN001
+) -> None:
+    """T11: the run held HF_TOKEN (a canary) from start to end; afterwards no byte of any file it wrote holds
+    it: data, models, reports, card, published folder, DVC cache and remote, Prefect's database and logs,
+    MLflow's database and artifacts."""
+    paths, _ = served
+    places = [paths.root, paths.root.parent / "remote"]
+    files = [f for place in places for f in place.rglob("*") if f.is_file() and ".git" not in f.parts]
+    leaked = [str(f) for f in files if CANARY.encode() in f.read_bytes()]
+    reliability(
+        row="T11",
+        fault="a canary HF_TOKEN in the environment of a full deployment run",
+        outcome="found in no file: data, models, reports, card, publish/, DVC cache+remote, Prefect, MLflow",
+        files_searched=len(files),
+        files_with_canary=len(leaked),
+    )
+    assert {".logicflow/prefect/prefect.db", ".logicflow/mlflow.db", "card/README.md"} <= {
+        str(f.relative_to(paths.root)) for f in files if paths.root in f.parents
+    }
+    assert leaked == []
 
 
 @pytest.mark.slow

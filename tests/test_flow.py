@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -517,3 +518,66 @@ def test_transient_failure_is_retried_and_diagnosed_one_is_not(
             pipeline.logicflow(stages=["data"], push_outputs=False)
         _flush_prefect()
     assert err.value.user_error
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_serve_killed_during_train_resumes_without_duplicates(
+    served: tuple[Paths, dict[str, Any]],
+    full_run: runs.RunResult,
+    reliability,  # noqa: ANN001
+) -> None:
+    """T14: the deployment runner dies mid-`train` (SIGKILL to it and every process under it, as when its
+    machine goes); `logicflow up` restarts it and a re-triggered `full` skips the finished stages, resumes
+    training from its checkpoint in the same MLflow run, and registers exactly one model version."""
+    import psutil
+    from mlflow import MlflowClient
+
+    from logicflow.training import checkpoints
+
+    paths, state = served
+    params = yaml.safe_load(paths.params.read_text())
+    smoke = params["profiles"]["smoke"]
+    smoke["train"].update(max_steps=24, save_steps=4)  # long enough to be killed in the middle
+    smoke["publish"]["targets"] = ["local", "mlflow"]
+    paths.params.write_text(yaml.safe_dump(params, sort_keys=False))
+    earlier = checkpoints.read_state(paths.checkpoints)
+    runs.trigger("full", api_url=state["prefect"]["api_url"], wait=False, echo=print)
+    deadline = time.monotonic() + 300
+    while True:  # this run's training has written a checkpoint
+        now = checkpoints.read_state(paths.checkpoints)
+        fresh = now is not None and now != earlier and not now.completed
+        if fresh and checkpoints.complete_checkpoints(paths.checkpoints):
+            break
+        assert time.monotonic() < deadline, "training never checkpointed"
+        time.sleep(0.05)
+    killed_run = now.mlflow_run_id
+    serve = psutil.Process(state["serve"]["pid"])
+    for process in [serve, *serve.children(recursive=True)]:
+        process.kill()
+    psutil.wait_procs([serve], timeout=30)
+    assert not checkpoints.read_state(paths.checkpoints).completed  # killed before training finished
+
+    restarted = servers.start(paths)
+    assert restarted["serve"]["pid"] != state["serve"]["pid"]
+    again = _trigger(restarted)
+    assert again.ok, again.message
+    stages = _stages(again)
+    assert {stages[s] for s in ("model", "data", "validate")} == {"up to date"} and stages["train"] == "ran"
+    record = json.loads(paths.mlflow_run_file.read_text())
+    assert record["run_id"] == killed_run  # training continued the killed run ...
+    resumed_at = json.loads(paths.train_reports.metrics.read_text())["resumed_from_step"]
+    assert resumed_at and resumed_at % 4 == 0  # ... from the checkpoint it had written
+    client = MlflowClient(restarted["mlflow"]["url"])
+    versions = client.search_model_versions(f"name = 'logicflow-smoke' and run_id = '{killed_run}'")
+    assert len(versions) == 1
+    assert _stages(_trigger(restarted)) == {stage: "up to date" for stage in _pipeline(paths.root)}
+    assert len(client.search_model_versions(f"name = 'logicflow-smoke' and run_id = '{killed_run}'")) == 1
+    reliability(
+        row="T14",
+        fault="SIGKILL of the Prefect serve process and its flow run during `train`",
+        outcome="restart + re-trigger: finished stages skipped, training resumed in the same MLflow run, "
+        "one registry version",
+        registry_versions=len(versions),
+        resumed_from_step=resumed_at,
+    )

@@ -82,7 +82,7 @@ def test_sigterm_mid_epoch_checkpoints_marks_killed_and_resumes(
     )
 
 
-KILL_TRIALS = 6
+KILL_TRIALS = 4
 
 
 def test_sigkill_while_checkpointing_never_resumes_from_a_torn_checkpoint(

@@ -16,7 +16,8 @@ ours. It implements the routes huggingface_hub 2.4 calls for what LogicFlow does
 
 Repos live in memory as commit chains per branch. Every request needs `Authorization: Bearer <token>`.
 `hub.fail("commit", 503)` makes the next commit request fail; `after_apply=True` records the commit first and
-then answers 503, as when a response is lost after the Hub has done the work.
+then answers 503, as when a response is lost after the Hub has done the work. `hub.hold("commit")` parks the
+next commit request (before or after it is applied) until the test, having killed the client, releases it.
 
     with HubServer(token="hf_test") as hub:
         HfApi(endpoint=hub.url, token="hf_test").create_repo("me/model")
@@ -72,11 +73,25 @@ class Fault:
     retry_after: int | None = None
 
 
+@dataclass
+class Hold:
+    """The next request to a route waits at `reached` until the test calls `released.set()`."""
+
+    after_apply: bool
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def park(self) -> None:
+        self.reached.set()
+        self.released.wait(120)
+
+
 class HubServer:
     def __init__(self, token: str, host: str = "127.0.0.1") -> None:
         self.token = token
         self.repos: dict[str, Repo] = {}
         self.faults: dict[str, list[Fault]] = {}
+        self.holds: dict[str, Hold] = {}
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self.lock = threading.Lock()
         self._seq = 0
@@ -106,6 +121,10 @@ class HubServer:
         self.faults.setdefault(route, []).extend(
             Fault(status, after_apply, retry_after) for _ in range(times)
         )
+
+    def hold(self, route: str, *, after_apply: bool = False) -> Hold:
+        self.holds[route] = Hold(after_apply)
+        return self.holds[route]
 
     def commits(self, repo_id: str, branch: str = "main") -> list[Commit]:
         return self.repos[repo_id].history(branch)
@@ -139,14 +158,20 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- plumbing ----------------------------------------------------------------------------------------
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        hold, self.hold = getattr(self, "hold", None), None
+        if hold is not None:  # applied; the answer waits (the client may be gone by then)
+            hold.park()
         self.hub.requests.append((self.command, urlsplit(self.path).path, status))
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client was killed while its request was held
+            self.close_connection = True
 
     def _error(self, status: int, message: str, code: str | None = None, fault: Fault | None = None) -> None:
         headers = {"X-Error-Message": message}
@@ -258,6 +283,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         kind, repo_id, op, rest, _ = self._route()
+        self.hold = self.hub.holds.pop(op or "", None)
+        if self.hold is not None and not self.hold.after_apply:  # parked before anything is applied
+            self.hold.park()
+            self.hold = None  # the answer is not held again
+            return self._error(503, "the request was held and dropped")
         with self.hub.lock:
             if kind == "api/repos/create":
                 return self._create(json.loads(body))

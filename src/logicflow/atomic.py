@@ -5,6 +5,7 @@ An interrupted or failing stage therefore leaves the previous good output (or no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -13,6 +14,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from logicflow.errors import DiskFull
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def _disk_full_names(target: Path) -> Iterator[None]:
+    """A full disk or quota while building `target` -> DiskFull naming it (the innermost writer names it)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        raise DiskFull(
+            f"{target}: no space left on the device while writing it; free space there and re-run "
+            "(the previous version is untouched)"
+        ) from None
 
 
 @contextmanager
@@ -23,7 +42,8 @@ def atomic_file(target: Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _disk_full_names(target):
+            yield tmp_path
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -41,7 +61,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp.chmod(0o755)
     old = target.with_name(f".{target.name}.old")
     try:
-        yield tmp
+        with _disk_full_names(target):
+            yield tmp
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
             os.replace(target, old)

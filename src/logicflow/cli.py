@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from logicflow.atomic import NO_SPACE
 from logicflow.errors import Interrupted, LogicFlowError
 
 # Offline-friendly defaults; an explicit environment always wins.
@@ -312,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         result = COMMANDS[name](args)
     except LogicFlowError as exc:
         print(f"logicflow: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:  # a full disk outside an atomic write (a checkpoint) is one line too
+            raise
+        where = exc.filename or exc
+        print(f"logicflow: error: no space left on the device ({where}); free some, re-run", file=sys.stderr)
         return 1
     except Interrupted as exc:  # not the user's error: the flow retries, the stage resumes
         print(f"logicflow: interrupted: {exc}", file=sys.stderr)

@@ -21,6 +21,10 @@ class RowError(DataError):
         self.code = code  # e.g. "parse.thought_unclosed"
 
 
+class DiskFull(LogicFlowError):
+    """No space (or quota) left while writing an output: names it; the previous output is untouched."""
+
+
 class ModelError(LogicFlowError):
     """A base model that cannot be resolved or loaded: says what was tried."""
 

@@ -137,7 +137,10 @@ def tracking_uri(paths: Paths) -> str | None:
 
 
 def port_free(port: int, host: str = HOST) -> bool:
+    """Whether a server could listen on `port` now. Like the servers (uvicorn), with SO_REUSEADDR: a server
+    that just died leaves its closed connections in TIME_WAIT, and its port must still count as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -4,12 +4,14 @@ from that checkpoint into the same MLflow run."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from logicflow.paths import Paths
@@ -82,7 +84,8 @@ def test_sigterm_mid_epoch_checkpoints_marks_killed_and_resumes(
     )
 
 
-KILL_TRIALS = 4
+KILL_TRIALS = 20
+HERE = Path(__file__).resolve().parent
 
 
 def test_sigkill_while_checkpointing_never_resumes_from_a_torn_checkpoint(
@@ -95,36 +98,52 @@ def test_sigkill_while_checkpointing_never_resumes_from_a_torn_checkpoint(
     import random
 
     paths = make_project(tmp_path / "project")
-    every_step = ["train.save_steps=1", "train.save_total_limit=2", "train.max_steps=64"]  # never done early
+    every_step = ["train.save_steps=1", "train.save_total_limit=2", "train.max_steps=80"]  # kills reach ~45
     sets = [arg for item in [*OVERRIDES, *every_step] for arg in ("--set", item)]
-    argv = [sys.executable, "-m", "logicflow.cli", "stage", "train", "--root", str(paths.root), "--profile"]
+    argv = ["stage", "train", "--root", str(paths.root), "--profile", "smoke", *sets]
+    forker = subprocess.Popen(
+        [sys.executable, str(HERE / "train_forker.py"), *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     rng = random.Random(0)
-    torn_seen = 0
-    for _ in range(KILL_TRIALS):
-        before = checkpoints.last_checkpoint(paths.checkpoints)
-        proc = subprocess.Popen([*argv, "smoke", *sets], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 240
-        while checkpoints.last_checkpoint(paths.checkpoints) == before:  # this attempt has saved once
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))  # lands in a step, a save or a rotation
-        proc.kill()
-        assert proc.wait(30) == -signal.SIGKILL, "the run ended before it was killed"
-        proc.stderr.close()
-        found = checkpoints.checkpoint_dirs(paths.checkpoints)
-        torn_seen += sum(not checkpoints.intact(path) for path in found)
-        assert checkpoints.last_checkpoint(paths.checkpoints) is not None
+    torn_seen, steps_at_kill = 0, []
+    try:
+        for _ in range(KILL_TRIALS):
+            before = checkpoints.last_checkpoint(paths.checkpoints)
+            forker.stdin.write("go\n")
+            forker.stdin.flush()
+            child = int(forker.stdout.readline())
+            deadline = time.monotonic() + 240
+            while checkpoints.last_checkpoint(paths.checkpoints) == before:  # this attempt has saved once
+                assert psutil.pid_exists(child), "the run ended before it saved"
+                assert time.monotonic() < deadline, "no checkpoint appeared"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))  # lands in a step, a save or a rotation
+            os.kill(child, signal.SIGKILL)
+            assert int(forker.stdout.readline()) == -signal.SIGKILL, "the run ended before it was killed"
+            found = checkpoints.checkpoint_dirs(paths.checkpoints)
+            torn_seen += sum(not checkpoints.intact(path) for path in found)
+            last = checkpoints.last_checkpoint(paths.checkpoints)
+            assert last is not None
+            steps_at_kill.append(int(last.name.split("-")[1]))
+    finally:
+        forker.kill()
+        forker.wait()
+    assert steps_at_kill == sorted(steps_at_kill)  # every restart went on from where the last one stopped
 
     resumed_from = checkpoints.last_checkpoint(paths.checkpoints)
     result = run(config(paths, *every_step), paths)
-    assert result.resumed_from == str(resumed_from) and result.global_step == 64
+    assert result.resumed_from == str(resumed_from) and result.global_step == 80
     reliability(
         row="T2",
         fault=f"SIGKILL at a random moment of a run that checkpoints every step, {KILL_TRIALS} times",
         outcome="each restart resumed from an intact checkpoint; torn ones skipped and removed",
         kills=KILL_TRIALS,
         torn_checkpoints_seen=torn_seen,
+        last_intact_step_at_kill=steps_at_kill[-1],
     )
 
 

@@ -34,7 +34,10 @@ def test_reference_recipe_is_expressed_exactly() -> None:
         "cosine",
         100,
     )
-    assert (train.batch_size, train.grad_accum, train.cutoff_len, train.max_samples) == (2, 8, 2048, 100000)
+    assert (train.batch_size, train.grad_accum, train.cutoff_len, train.max_samples) == (2, 8, 2048, None)
+    assert {name: d.max_samples for name, d in cfg.data.datasets.items()} == dict.fromkeys(
+        ["openo1", "openthoughts", "openr1_math"], 100000
+    )  # "max 100k samples" per dataset, not for the mix
     assert (train.precision, train.packing, cfg.model.template) == ("bf16", False, "gemma")
     assert set(cfg.model.freeze_modules) == {"vision_tower", "multi_modal_projector"}
 
@@ -48,7 +51,16 @@ def test_llama_recipe() -> None:
         ["q_proj", "v_proj"],
     )
     assert (cfg.train.learning_rate, cfg.train.epochs, cfg.train.optimizer) == (2e-5, 2, "paged_adamw_32bit")
+    assert cfg.model.template == "llama3"  # trains on <|eot_id|>, as Llama 3 generates
     assert (cfg.train.precision, cfg.train.gradient_checkpointing) == ("fp16", True)
+
+
+def test_warmup_is_steps_or_a_share_never_both() -> None:
+    cfg = load_config(PARAMS, "cpu", ["train.warmup_steps=0", "train.warmup_ratio=0.03"])
+    assert cfg.train.warmup == 0.03  # transformers reads a warmup_steps below 1 as a share of all steps
+    assert load_config(PARAMS, "cpu", ["train.warmup_steps=7"]).train.warmup == 7
+    with pytest.raises(ConfigError, match="train: .*set warmup_steps or warmup_ratio, not both"):
+        load_config(PARAMS, "cpu", ["train.warmup_steps=7", "train.warmup_ratio=0.03"])
 
 
 def test_precedence_defaults_sections_profile_overrides(params: dict) -> None:

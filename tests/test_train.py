@@ -201,11 +201,22 @@ def test_prompt_tokens_carry_no_loss(trained, tmp_path: Path) -> None:
         assert supervised == (f"<think>\n{row['thinking']}\n</think>\n\n{answer}" if thinking else answer)
 
 
-def test_gemma_template_marks_the_model_turn(trained) -> None:
+@pytest.mark.parametrize(
+    ("template", "end", "system"),
+    [
+        ("gemma", "<end_of_turn>", "<start_of_turn>user\nThink step by step.\n\nWhat is"),  # folded into user
+        (
+            "llama3",
+            "<|eot_id|>",
+            "<|start_header_id|>system<|end_header_id|>\n\nThink step by step.<|eot_id|>",
+        ),
+    ],
+)
+def test_template_supervises_only_the_model_turn(trained, template: str, end: str, system: str) -> None:  # noqa: ANN001
     from logicflow.model import load_tokenizer
 
     paths, _ = trained
-    tok = load_tokenizer(paths.base_model, template="gemma")
+    tok = load_tokenizer(paths.base_model, template=template)
     row = make_rows(1, seed=4, system=True)[0]
     messages = [dict(m) for m in row["messages"]]
     messages[-1]["thinking"] = row["thinking"]
@@ -220,11 +231,9 @@ def test_gemma_template_marks_the_model_turn(trained) -> None:
         supervised = tok.decode(
             [t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
         )
-        answer = messages[-1]["content"] + "<end_of_turn>"
+        answer = messages[-1]["content"] + end
         assert supervised == (f"<think>\n{row['thinking']}\n</think>\n\n{answer}" if thinking else answer)
-        assert "Think step by step.\n\nWhat is" in tok.decode(
-            out["input_ids"]
-        )  # system folded into the user turn
+        assert system in tok.decode(out["input_ids"])
 
 
 def _cli(root: Path, *extra: str) -> list[str]:

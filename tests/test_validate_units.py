@@ -137,7 +137,7 @@ def test_mostly_resolution() -> None:
         suites.resolve_mostly({"rol_order": 0.9}, checks_, 0.8, names)
 
 
-@pytest.mark.parametrize("template", ["chatml", "gemma"])
+@pytest.mark.parametrize("template", ["chatml", "gemma", "llama3"])
 def test_token_counter_matches_transformers(tmp_path, template: str) -> None:  # noqa: ANN001
     """The fast path (tokenizers + own jinja env) renders and counts exactly like transformers does."""
     from logicflow.config import build_config

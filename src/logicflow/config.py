@@ -33,7 +33,9 @@ class ModelConfig(Section):
 
     id: str = Field("HuggingFaceTB/SmolLM2-135M-Instruct", description="Hub id (or the tiny test model id)")
     revision: str = Field("main", description="Hub revision when fetched online")
-    template: Literal["chatml", "gemma"] = Field("chatml", description="chat template with thinking support")
+    template: Literal["chatml", "gemma", "llama3"] = Field(
+        "chatml", description="chat template with thinking support and generation markers"
+    )
     freeze_modules: list[str] = Field(default_factory=list, description="module name prefixes kept frozen")
     quantization: Literal["none", "4bit"] = Field(
         "none", description="4bit = QLoRA (GPU + bitsandbytes only)"
@@ -118,6 +120,9 @@ class TrainConfig(Section):
     learning_rate: float = Field(2e-4, gt=0, lt=1)
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
+    warmup_ratio: float = Field(
+        0.0, ge=0, lt=1, description="warmup as a share of all steps (not with steps)"
+    )
     batch_size: PosInt = 4
     grad_accum: PosInt = 1
     max_grad_norm: float = Field(1.0, gt=0)
@@ -141,6 +146,17 @@ class TrainConfig(Section):
         if value == 0:
             raise ValueError("must be -1 (use epochs) or a positive step count")
         return value
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> TrainConfig:
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("set warmup_steps or warmup_ratio, not both (set the other to 0)")
+        return self
+
+    @property
+    def warmup(self) -> float:
+        """What transformers takes as `warmup_steps`: a step count, or a float below 1 as a share of steps."""
+        return self.warmup_ratio or self.warmup_steps
 
 
 class LoraConfig(Section):

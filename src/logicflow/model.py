@@ -46,7 +46,7 @@ class ResolvedModel:
 
 
 def chat_template(name: str) -> str:
-    """The packaged chat template (`chatml` or `gemma`) with thinking and generation markers."""
+    """The packaged chat template (`chatml`, `gemma` or `llama3`) with thinking and generation markers."""
     return importlib.resources.files("logicflow.templates").joinpath(f"{name}.jinja").read_text()
 
 

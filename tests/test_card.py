@@ -192,7 +192,7 @@ def test_card_body_renders_every_recorded_fact_and_no_placeholder(cfg, run_paths
         ("target modules", "q_proj, v_proj"),
         ("learning rate", "0.0003"),
         ("schedule", "cosine"),
-        ("warmup steps", "1"),
+        ("warmup (steps; below 1 a share of them)", "1"),
         ("cutoff (tokens)", "512"),
         ("precision", "fp32"),
         ("seed", "42"),

@@ -98,12 +98,13 @@ def test_precision_follows_the_hardware(hw, asked: str, used: str, noted: bool) 
     assert full.load_dtype == full.weights_dtype
 
 
-def test_paged_optimizer_and_qlora_need_cuda_and_bitsandbytes() -> None:
+def test_paged_optimizer_and_qlora_without_cuda_and_bitsandbytes_stop_before_loading() -> None:
     train, model = TrainConfig(optimizer="paged_adamw_32bit"), ModelConfig(quantization="4bit")
-    on_cpu = build.plan_hardware(train, model, CPU)
-    assert (on_cpu.optimizer, on_cpu.quantize_4bit) == ("adamw_torch", False)
-    assert any("paged_adamw_32bit needs CUDA and bitsandbytes" in n for n in on_cpu.notes)
-    assert any("model.quantization=4bit (QLoRA) needs CUDA and bitsandbytes" in n for n in on_cpu.notes)
+    both = r"train.optimizer=paged_adamw_32bit and model.quantization=4bit \(QLoRA\) need a CUDA GPU"
+    with pytest.raises(TrainingError, match=both + r" and bitsandbytes \(CPU only here.*make setup GPU=1"):
+        build.plan_hardware(train, model, CPU)
+    with pytest.raises(TrainingError, match=r"^train.optimizer=adamw_8bit need"):
+        build.plan_hardware(TrainConfig(optimizer="adamw_8bit"), ModelConfig(), T4)  # CUDA, no bitsandbytes
     on_gpu = build.plan_hardware(train, model, H100)
     assert (on_gpu.optimizer, on_gpu.quantize_4bit, on_gpu.notes) == ("paged_adamw_32bit", True, [])
 

@@ -69,7 +69,7 @@ KEY_PARAMS = (
     ("target modules", "peft.target_modules"),
     ("learning rate", "trainer.learning_rate"),
     ("schedule", "trainer.lr_scheduler_type"),
-    ("warmup steps", "trainer.warmup_steps"),
+    ("warmup (steps; below 1 a share of them)", "trainer.warmup_steps"),
     ("cutoff (tokens)", "trainer.max_length"),
     ("precision", "precision"),
     ("seed", "trainer.seed"),

@@ -102,23 +102,21 @@ def plan_hardware(train: Any, model_cfg: Any, hw: Hardware, method: str = "lora"
         notes.append(f"train.precision=fp16 needs a CUDA GPU ({hw.name} here): training in fp32")
     else:
         precision = asked
-    optimizer = train.optimizer
-    if optimizer in NEEDS_BNB and not hw.bitsandbytes:
-        notes.append(
-            f"train.optimizer={optimizer} needs CUDA and bitsandbytes ({hw.name}, bitsandbytes "
-            f"{'installed' if importlib.util.find_spec('bitsandbytes') else 'missing'}): using adamw_torch"
+    missing = []
+    if train.optimizer in NEEDS_BNB and not hw.bitsandbytes:
+        missing.append(f"train.optimizer={train.optimizer}")
+    if model_cfg.quantization == "4bit" and not hw.bitsandbytes:
+        missing.append("model.quantization=4bit (QLoRA)")
+    if missing:  # never a silent fallback: the profile's memory plan depends on these
+        bnb = "installed" if importlib.util.find_spec("bitsandbytes") else "missing"
+        raise TrainingError(
+            f"{' and '.join(missing)} need a CUDA GPU and bitsandbytes ({hw.name} here, bitsandbytes {bnb}): "
+            "install the GPU extra (`make setup GPU=1`) on a GPU machine, or choose adamw_torch / none"
         )
-        optimizer = "adamw_torch"
-    quantize = model_cfg.quantization == "4bit"
-    if quantize and not hw.bitsandbytes:
-        notes.append(
-            f"model.quantization=4bit (QLoRA) needs CUDA and bitsandbytes ({hw.name} here): "
-            "loading the base model unquantized"
-        )
-        quantize = False
     for note in notes:
         logger.warning(note)
-    return Plan(precision, optimizer, quantize, notes, cuda=hw.cuda, frozen_base=method != "full")
+    quantize = model_cfg.quantization == "4bit"
+    return Plan(precision, train.optimizer, quantize, notes, cuda=hw.cuda, frozen_base=method != "full")
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -273,7 +271,7 @@ def build_sft_config(cfg: Any, output_dir: Path, plan: Plan, hw: Hardware, has_e
             max_steps=train.max_steps,
             learning_rate=train.learning_rate,
             lr_scheduler_type=train.lr_scheduler,
-            warmup_steps=train.warmup_steps,
+            warmup_steps=train.warmup,
             weight_decay=train.weight_decay,
             max_grad_norm=train.max_grad_norm,
             optim=plan.optimizer,

@@ -4,6 +4,7 @@ logicflow stage data                      # run one stage on params.yaml's profi
 logicflow stage train --profile smoke --set lora.r=8 --resume
 logicflow model fetch                     # resolve the base model into models/base
 logicflow config show --profile gemma3-27b
+logicflow plan --profile gemma3-27b --gpus 4  # memory per GPU, before anything is downloaded
 logicflow up | status | down              # local Prefect + MLflow servers and the deployments
 logicflow run --set lora.r=8              # = make run: trigger logicflow/full, wait, summarise
 logicflow compare-runs                    # params that differ + key metrics, from MLflow
@@ -81,6 +82,15 @@ def _model_fetch(args: argparse.Namespace) -> Any:
 @command("config show")
 def _config_show(args: argparse.Namespace) -> None:
     print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False), end="")
+
+
+@command("plan")
+def _plan(args: argparse.Namespace) -> None:
+    from logicflow.planning import architecture, plan_memory
+
+    cfg = _config(args)
+    plan = plan_memory(cfg, architecture(cfg, _paths(args).base_model), gpus=args.gpus)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.table())
 
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:
@@ -244,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     config.add_parser("show", parents=[common], help="print the effective configuration")
+
+    plan = sub.add_parser("plan", parents=[common], help="GPU memory a profile's training needs")
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs sharing the model (FSDP full shard)")
+    plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument("--root", default=".", help="project root (default: current directory)")

@@ -1,0 +1,101 @@
+"""The memory planner against numbers worked out by hand, and the reference models against their
+published parameter counts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from logicflow.config import load_config
+from logicflow.errors import ConfigError
+from logicflow.planning import KNOWN, Architecture, architecture, plan_memory
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+# hidden 8, 2 layers, 2 heads x 4 + 1 kv head x 4, MLP 16, vocab 32, tied embeddings
+TOY = Architecture(hidden=8, layers=2, heads=2, kv_heads=1, head_dim=4, intermediate=16, vocab=32,
+                   tied_embeddings=True)  # fmt: skip
+TOY_SETS = ["train.batch_size=2", "train.cutoff_len=16", "lora.r=2", "lora.target_modules=[q_proj, v_proj]"]
+
+
+def _cfg(*sets: str):  # noqa: ANN202
+    return load_config(PARAMS, "cpu", [*TOY_SETS, "train.precision=bf16", *sets])
+
+
+def test_toy_model_by_hand() -> None:
+    # linear per layer: q 8x8 + k 8x4 + v 8x4 + o 8x8 + gate/up/down 3 x 8x16 = 576; 2 layers + 32x8 embedding
+    assert TOY.params == 2 * 576 + 256 == 1408
+    plan = plan_memory(_cfg(), TOY)
+    assert plan.trainable_params == 2 * 2 * ((8 + 8) + (8 + 4)) == 112  # layers x r x (in + out) of q, v
+    assert plan.weights == 1408 * 2  # bf16
+    assert plan.trainable_state == 112 * (4 + 4 + 8)  # fp32 weight, gradient, AdamW's two moments
+    tokens = 2 * 16
+    per_layer_token = 6 * 8 + 2 * 4 + 4 * 16  # 120 values
+    assert plan.activations == 2 * tokens * 2 * per_layer_token == 15360
+    assert plan.logits == 2 * tokens * 32 * 4 == 8192
+    assert plan.total == 2816 + 1792 + 15360 + 8192
+
+
+def test_checkpointing_sharding_quantization_and_optimizers_by_hand() -> None:
+    checkpointed = plan_memory(_cfg("train.gradient_checkpointing=true"), TOY)
+    assert checkpointed.activations == 2 * 32 * (2 * 8 + 120)  # every layer's input + one layer live
+    sharded = plan_memory(_cfg(), TOY, gpus=2)
+    assert (sharded.weights, sharded.trainable_state) == (1408, 896)
+    assert sharded.activations == 15360  # not sharded
+    qlora = plan_memory(_cfg("model.quantization=4bit"), TOY)
+    assert qlora.weights == round(1152 * 4.127 / 8 + 256 * 2)
+    eight_bit = plan_memory(_cfg("train.optimizer=adamw_8bit"), TOY)
+    assert eight_bit.trainable_state == 112 * (4 + 4 + 2)
+    full = plan_memory(_cfg("lora.method=full"), TOY)
+    assert full.trainable_params == 1408 and full.trainable_state == 1408 * (4 + 4 + 8 + 2)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "published"),
+    [
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", 134.5e6),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", 8.03e9),
+        ("google/gemma-3-27b-it", 27.4e9),
+    ],
+)
+def test_reference_shapes_add_up_to_the_published_counts(model_id: str, published: float) -> None:
+    assert KNOWN[model_id].params == pytest.approx(published, rel=0.01)
+
+
+def test_the_27b_recipe_fits_one_80gb_gpu_with_qlora_and_four_with_fsdp() -> None:
+    cfg = load_config(PARAMS, "gemma3-27b")
+    arch = architecture(cfg)
+    qlora = plan_memory(load_config(PARAMS, "gemma3-27b", ["model.quantization=4bit"]), arch)
+    assert qlora.total < 80e9 * 0.9  # headroom for the CUDA context and allocator fragmentation
+    assert plan_memory(cfg, arch, gpus=4).total < 80e9 * 0.9
+    assert cfg.train.gradient_checkpointing  # without it the activations alone are ~58 GiB
+    no_checkpointing = load_config(PARAMS, "gemma3-27b", ["train.gradient_checkpointing=false"])
+    assert plan_memory(no_checkpointing, arch).total > 80e9
+
+
+def test_local_base_model_config_is_used_and_unknown_models_are_named(tmp_path: Path) -> None:
+    smol = {
+        "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+        "intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True,
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(smol))
+    (tmp_path / "logicflow_model.json").write_text(
+        json.dumps({"id": "someone/smol-copy", "revision": "main", "source": "hub", "sha256": "0"})
+    )
+    cfg = load_config(PARAMS, "cpu", ["model.id=someone/smol-copy"])
+    assert architecture(cfg, tmp_path) == KNOWN["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    with pytest.raises(ConfigError, match="model.id=someone/other: shape unknown before download"):
+        architecture(load_config(PARAMS, "cpu", ["model.id=someone/other"]), tmp_path)
+
+
+def test_plan_command_prints_the_estimate(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "logicflow.cli", "plan", "--root", str(tmp_path), "--params", str(PARAMS)]
+    done = subprocess.run([*argv, "--profile", "gemma3-27b", "--gpus", "4", "--json"], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    plan = json.loads(done.stdout)
+    assert plan["gpus"] == 4 and plan["model"] == "google/gemma-3-27b-it"
+    assert plan["total"] == sum(plan[k] for k in ("weights", "trainable_state", "activations", "logits"))
+    assert not any(tmp_path.iterdir())  # nothing downloaded or written

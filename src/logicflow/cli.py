@@ -102,11 +102,29 @@ def _config_show(args: argparse.Namespace) -> None:
 
 @command("plan")
 def _plan(args: argparse.Namespace) -> None:
-    from logicflow.planning import architecture, plan_memory
+    from logicflow.datasets.mixing import target_counts
+    from logicflow.planning import architecture, measured_tokens_per_row, plan_compute, plan_memory
 
-    cfg = _config(args)
-    plan = plan_memory(cfg, architecture(cfg, _paths(args).base_model), gpus=args.gpus)
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.table())
+    cfg, paths = _config(args), _paths(args)
+    arch = architecture(cfg, paths.base_model)
+    memory = plan_memory(cfg, arch, gpus=args.gpus)
+    measured = measured_tokens_per_row(cfg, paths.validation_summary)
+    planned_rows = round(sum(target_counts(cfg.data).values()) * (1 - cfg.data.val_fraction))
+    rows = measured[0] if measured else planned_rows
+    per_row = measured[1] if measured else args.tokens_per_row
+    compute = None
+    if per_row:
+        options = {"gpus": args.gpus, "mfu": args.mfu, "usd_per_gpu_hour": args.usd_per_gpu_hour}
+        compute = plan_compute(cfg, arch, rows, per_row, measured=bool(measured), **options)
+    if args.json:
+        print(json.dumps({"memory": memory.to_dict(), "compute": compute and dataclasses.asdict(compute)}))
+        return
+    print(memory.table())
+    print(
+        f"\n{compute.table()}"
+        if compute
+        else "\n(compute: run validate on this profile's data or pass --tokens-per-row)"
+    )
 
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:
@@ -274,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", parents=[common], help="GPU memory a profile's training needs")
     plan.add_argument("--gpus", type=int, default=1, help="GPUs sharing the model (FSDP full shard)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    plan.add_argument("--tokens-per-row", type=float, help="mean tokens per row, until validate measured it")
+    plan.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation (default 0.35)")
+    plan.add_argument("--usd-per-gpu-hour", type=float, help="price of one GPU-hour, for the cost line")
 
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument("--root", default=".", help="project root (default: current directory)")

@@ -15,6 +15,11 @@ The estimate counts, per GPU, in bytes:
   Plus the logits in fp32, twice (values and their gradient).
 - With `--gpus N` and FSDP full sharding, weights and trainable state are split N ways; activations are not.
 
+And the compute: trained tokens = rows x mean tokens per row x epochs (the mean from the validate stage's
+measured length distribution when it has run on this profile's data, else `--tokens-per-row`), FLOPs ~=
+4 x N per trained token for LoRA (forward 2N, backward to the activations 2N; no weight gradients for the
+frozen N), hours = FLOPs / (GPUs x dense bf16 peak x MFU), cost = GPU-hours x a stated price.
+
 Architectures come from the model's own `config.json`: the local `models/base` when it holds the profile's
 model, else the reference models' published configs below (so planning needs no download).
 """
@@ -31,6 +36,7 @@ from logicflow.errors import ConfigError
 from logicflow.model import read_manifest
 
 GIB = 1024**3
+H100_BF16_DENSE_TFLOPS = 989.0  # H100 SXM, dense (no sparsity)
 NF4_BITS = 4.127  # 4-bit NF4 + fp8 block scales per 64 + fp32 scales per 256 of those (double quantisation)
 OPTIMIZER_BYTES = {"adamw_torch": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "adafactor": 0}
 LOAD_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
@@ -193,4 +199,79 @@ def plan_memory(cfg: Config, arch: Architecture, gpus: int = 1) -> MemoryPlan:
         trainable_state=round(state / gpus),
         activations=activation_bytes(arch, tokens, train.gradient_checkpointing),
         logits=2 * tokens * arch.vocab * 4,
+    )
+
+
+@dataclass(frozen=True)
+class ComputePlan:
+    rows: int
+    tokens_per_row: float
+    tokens_source: str  # "measured by validate" or "given"
+    epochs: float
+    trained_tokens: float
+    flops: float
+    gpus: int
+    mfu: float
+    peak_tflops: float
+    hours: float
+    usd: float | None
+
+    def table(self) -> str:
+        rows = [
+            ("rows x tokens/row", f"{self.rows} x {self.tokens_per_row:.0f} ({self.tokens_source})"),
+            ("trained tokens", f"{self.trained_tokens:,.0f} over {self.epochs:.3g} epochs"),
+            ("compute (4 N per token)", f"{self.flops:.3g} FLOP"),
+            ("at", f"{self.gpus} GPUs x {self.peak_tflops:g} TFLOP/s x MFU {self.mfu:.0%}"),
+            ("wall time", f"{self.hours:.3g} h ({self.hours * self.gpus:.3g} GPU-hours)"),
+        ]
+        if self.usd is not None:
+            rows.append(("cost", f"${self.usd:,.0f}"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def measured_tokens_per_row(cfg: Config, summary_file: Path) -> tuple[int, float] | None:
+    """(clean rows, mean tokens per row) from the validate stage's summary, if it measured this profile's
+    tokenizer and template (else the numbers belong to another model)."""
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, ValueError):
+        return None
+    length = summary.get("length", {})
+    if length.get("template") != cfg.model.template or length.get("tokenizer") != cfg.model.id:
+        return None
+    return summary["clean"], length["token_length"]["mean"]
+
+
+def plan_compute(
+    cfg: Config,
+    arch: Architecture,
+    rows: int,
+    tokens_per_row: float,
+    *,
+    measured: bool,
+    gpus: int,
+    mfu: float,
+    peak_tflops: float = H100_BF16_DENSE_TFLOPS,
+    usd_per_gpu_hour: float | None = None,
+) -> ComputePlan:
+    train = cfg.train
+    epochs = train.epochs
+    if train.max_steps > 0:  # a step budget: rows seen = steps x effective batch (possibly < or > an epoch)
+        epochs = train.max_steps * train.batch_size * train.grad_accum * gpus / rows
+    trained = rows * tokens_per_row * epochs
+    flops = 4 * (arch.params - arch.other_params) * trained  # the frozen extras (vision tower) see no text
+    hours = flops / (gpus * peak_tflops * 1e12 * mfu) / 3600
+    return ComputePlan(
+        rows=rows,
+        tokens_per_row=tokens_per_row,
+        tokens_source="measured by validate" if measured else "given",
+        epochs=epochs,
+        trained_tokens=trained,
+        flops=flops,
+        gpus=gpus,
+        mfu=mfu,
+        peak_tflops=peak_tflops,
+        hours=hours,
+        usd=None if usd_per_gpu_hour is None else hours * gpus * usd_per_gpu_hour,
     )

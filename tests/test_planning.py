@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from logicflow.config import load_config
 from logicflow.errors import ConfigError
@@ -128,3 +129,18 @@ def test_tokens_per_row_come_from_validate_only_for_the_same_tokenizer(tmp_path:
     assert measured_tokens_per_row(cfg, summary) == (480, 177.5)
     assert measured_tokens_per_row(load_config(PARAMS, "gemma3-27b"), summary) is None  # another tokenizer
     assert measured_tokens_per_row(cfg, tmp_path / "missing.json") is None
+
+
+PROFILES = sorted(yaml.safe_load(PARAMS.read_text())["profiles"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_has_a_plan(profile: str, tmp_path: Path) -> None:
+    from logicflow.model import resolve
+    from logicflow.paths import Paths
+
+    cfg, paths = load_config(PARAMS, profile), Paths.from_root(tmp_path)
+    if cfg.model.id not in KNOWN:  # the tiny test model: built locally, then read from its config.json
+        resolve(cfg.model, paths)
+    plan = plan_memory(cfg, architecture(cfg, paths.base_model))
+    assert 0 < plan.trainable_params < plan.params and plan.total > plan.weights

@@ -109,6 +109,14 @@ def test_paged_optimizer_and_qlora_without_cuda_and_bitsandbytes_stop_before_loa
     assert (on_gpu.optimizer, on_gpu.quantize_4bit, on_gpu.notes) == ("paged_adamw_32bit", True, [])
 
 
+def test_qlora_loads_nf4_double_quantised_in_the_device_precision() -> None:
+    """The QLoRA config as far as a CPU allows (loading needs CUDA + bitsandbytes, refused above)."""
+    for hw, compute in ((H100, torch.bfloat16), (T4, torch.float16)):
+        quant = build.qlora_config(hw)
+        assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+        assert quant.bnb_4bit_compute_dtype == compute
+
+
 @pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 def test_gemma3_vision_tower_and_projector_stay_frozen() -> None:
     """The reference recipe: LoRA on the language model only; nothing under the vision tower trains."""

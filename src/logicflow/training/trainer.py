@@ -124,7 +124,6 @@ def plan_hardware(train: Any, model_cfg: Any, hw: Hardware, method: str = "lora"
 
 def load_model(base_dir: Path, plan: Plan, hw: Hardware) -> Any:
     """The base model in the training precision (4-bit NF4 for QLoRA), flash attention when installed."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     from logicflow.model import load_causal_lm
@@ -132,18 +131,11 @@ def load_model(base_dir: Path, plan: Plan, hw: Hardware) -> Any:
     dtype = plan.load_dtype
     if plan.quantize_4bit:
         from peft import prepare_model_for_kbit_training
-        from transformers import BitsAndBytesConfig
 
-        compute = torch.bfloat16 if hw.bf16 else torch.float16
-        quant = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
-        )
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        quant = qlora_config(hw)
+        device = {"": int(os.environ.get("LOCAL_RANK", "0"))}
         model = AutoModelForCausalLM.from_pretrained(
-            base_dir, dtype=compute, quantization_config=quant, device_map={"": local_rank}
+            base_dir, dtype=quant.bnb_4bit_compute_dtype, quantization_config=quant, device_map=device
         )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     else:
@@ -153,6 +145,20 @@ def load_model(base_dir: Path, plan: Plan, hw: Hardware) -> Any:
     elif not hw.cuda and plan.precision == "bf16":
         model.set_attn_implementation(register_fp32_sdpa())
     return model
+
+
+def qlora_config(hw: Hardware) -> Any:
+    """QLoRA's 4-bit loading: NF4 with double-quantised scales (what `logicflow plan` counts, 4.127 bits),
+    computing in bf16 where the GPU has it, else fp16."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if hw.bf16 else torch.float16,
+    )
 
 
 def register_fp32_sdpa() -> str:

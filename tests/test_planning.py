@@ -34,31 +34,36 @@ def _cfg(*sets: str):  # noqa: ANN202
 
 
 def test_toy_model_by_hand() -> None:
-    # linear per layer: q 8x8 + k 8x4 + v 8x4 + o 8x8 + gate/up/down 3 x 8x16 = 576; 2 layers + 32x8 embedding
-    assert TOY.params == 2 * 576 + 256 == 1408
+    # linear per layer: q 8x8 + k 8x4 + v 8x4 + o 8x8 + gate/up/down 3 x 8x16 = 576; 2 layers, 32x8 embedding,
+    # RMSNorm weights: 2 per layer + the final one, 8 each
+    assert TOY.params == 2 * 576 + 256 + 5 * 8 == 1448
     plan = plan_memory(_cfg(), TOY)
     assert plan.trainable_params == 2 * 2 * ((8 + 8) + (8 + 4)) == 112  # layers x r x (in + out) of q, v
-    assert plan.weights == 1408 * 2  # bf16
+    assert plan.weights == 1448 * 2  # bf16
     assert plan.trainable_state == 112 * (4 + 4 + 8)  # fp32 weight, gradient, AdamW's two moments
     tokens = 2 * 16
     per_layer_token = 6 * 8 + 2 * 4 + 4 * 16  # 120 values
     assert plan.activations == 2 * tokens * 2 * per_layer_token == 15360
     assert plan.logits == 2 * tokens * 32 * 4 == 8192
-    assert plan.total == 2816 + 1792 + 15360 + 8192
+    assert plan.total == 2896 + 1792 + 15360 + 8192
 
 
 def test_checkpointing_sharding_quantization_and_optimizers_by_hand() -> None:
     checkpointed = plan_memory(_cfg("train.gradient_checkpointing=true"), TOY)
     assert checkpointed.activations == 2 * 32 * (2 * 8 + 120)  # every layer's input + one layer live
     sharded = plan_memory(_cfg(), TOY, gpus=2)
-    assert (sharded.weights, sharded.trainable_state) == (1408, 896)
+    assert (sharded.weights, sharded.trainable_state) == (1448, 896)
     assert sharded.activations == 15360  # not sharded
     qlora = plan_memory(_cfg("model.quantization=4bit"), TOY)
-    assert qlora.weights == round(1152 * 4.127 / 8 + 256 * 2)
+    assert qlora.weights == round(1152 * 4.127 / 8 + (256 + 40) * 2)
     eight_bit = plan_memory(_cfg("train.optimizer=adamw_8bit"), TOY)
     assert eight_bit.trainable_state == 112 * (4 + 4 + 2)
+    dora = plan_memory(_cfg("lora.method=dora"), TOY)
+    assert dora.trainable_params == 112 + 2 * (8 + 4)  # + a magnitude per output of q and v, per layer
+    ia3 = plan_memory(_cfg("lora.method=ia3"), TOY)
+    assert ia3.trainable_params == 2 * (4 + 4 + 16)  # k and v outputs, down_proj's input, per layer
     full = plan_memory(_cfg("lora.method=full"), TOY)
-    assert full.trainable_params == 1408 and full.trainable_state == 1408 * (4 + 4 + 8 + 2)
+    assert full.trainable_params == 1448 and full.trainable_state == 1448 * (4 + 4 + 8 + 2)
 
 
 @pytest.mark.parametrize(
@@ -114,8 +119,8 @@ def test_compute_and_cost_by_hand() -> None:
     at = {"gpus": 2, "mfu": 0.5}
     plan = plan_compute(cfg, TOY, 100, 50, measured=False, **at, peak_tflops=1.0, usd_per_gpu_hour=2)
     assert plan.trained_tokens == 100 * 50 * 2
-    assert plan.flops == 4 * 1408 * 10_000  # 4 N per trained token
-    assert plan.hours == pytest.approx(4 * 1408 * 10_000 / (2 * 1e12 * 0.5) / 3600)
+    assert plan.flops == 4 * 1448 * 10_000  # 4 N per trained token
+    assert plan.hours == pytest.approx(4 * 1448 * 10_000 / (2 * 1e12 * 0.5) / 3600)
     assert plan.usd == pytest.approx(plan.hours * 2 * 2)
     budget = plan_compute(_cfg("train.max_steps=10", "train.grad_accum=1"), TOY, 100, 50, measured=True, **at)
     assert budget.epochs == pytest.approx(10 * 2 * 2 / 100) and budget.usd is None  # steps x batch x GPUs
@@ -144,3 +149,21 @@ def test_every_profile_has_a_plan(profile: str, tmp_path: Path) -> None:
         resolve(cfg.model, paths)
     plan = plan_memory(cfg, architecture(cfg, paths.base_model))
     assert 0 < plan.trainable_params < plan.params and plan.total > plan.weights
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "ia3", "prompt_tuning", "full"])
+def test_trainable_count_equals_peft_on_the_tiny_model(method: str, tmp_path: Path) -> None:
+    from peft import get_peft_model
+
+    from logicflow.model import load_causal_lm, resolve
+    from logicflow.paths import Paths
+    from logicflow.training.trainer import build_peft_config
+
+    cfg, paths = load_config(PARAMS, "smoke", [f"lora.method={method}"]), Paths.from_root(tmp_path)
+    resolve(cfg.model, paths)
+    model = load_causal_lm(paths.base_model)
+    peft_config = build_peft_config(cfg.lora, cfg.model)
+    counted = sum(p.numel() for p in model.parameters()) if peft_config is None else (
+        get_peft_model(model, peft_config).get_nb_trainable_parameters()[0]
+    )  # fmt: skip
+    assert plan_memory(cfg, architecture(cfg, paths.base_model)).trainable_params == counted

@@ -320,12 +320,15 @@ def test_two_cpu_processes_shard_the_data_into_one_run(mlflow_uri: str, tmp_path
     assert (paths.adapter / "adapter_model.safetensors").exists()
 
 
-@pytest.mark.parametrize("method", ["prompt_tuning", "full"])
-def test_prompt_tuning_and_full_fine_tuning(method: str, mlflow_uri: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["dora", "ia3", "prompt_tuning", "full"])
+def test_each_method_changes_only_what_it_should(method: str, mlflow_uri: str, tmp_path: Path) -> None:
+    """DoRA and IA3 train adapters that fold into the weights (merged = base + adapter, checked by the
+    stage); prompt tuning leaves the base weights bit-identical (its virtual tokens live in the adapter);
+    full fine-tuning changes every block."""
     from transformers import AutoModelForCausalLM
 
     paths = make_project(tmp_path / method)
-    lr = "0.1" if method == "prompt_tuning" else "0.001"
+    lr = {"prompt_tuning": "0.1", "ia3": "0.05"}.get(method, "0.001")
     result = run(
         config(
             paths,
@@ -338,17 +341,25 @@ def test_prompt_tuning_and_full_fine_tuning(method: str, mlflow_uri: str, tmp_pa
     )
     assert result.global_step == 4
     merged = json.loads((paths.merged / "logicflow_train.json").read_text())
-    assert merged["method"] == method and merged["merged"] is (method == "full")
-    assert (paths.adapter / "adapter_model.safetensors").exists() is (method == "prompt_tuning")
+    assert merged["method"] == method and merged["merged"] is (method != "prompt_tuning")
+    assert (paths.adapter / "adapter_model.safetensors").exists() is (method != "full")
     tuned = AutoModelForCausalLM.from_pretrained(paths.merged).state_dict()  # loadable either way
     base = AutoModelForCausalLM.from_pretrained(paths.base_model).state_dict()
-    changed = [name for name, weight in base.items() if not torch.equal(weight, tuned[name].to(weight.dtype))]
+    changed = {name for name, weight in base.items() if not torch.equal(weight, tuned[name].to(weight.dtype))}
+    adapter = lora_tensors(paths.adapter) if method != "full" else {}
     if method == "full":  # every block trained
         assert any(".layers.0." in name for name in changed) and any(".layers.1." in name for name in changed)
-    else:  # prompt tuning trains only the virtual tokens (in the adapter): base weights bit-identical
-        assert changed == []
-        prompt = lora_tensors(paths.adapter)["prompt_embeddings"]
+    elif method == "prompt_tuning":  # only the virtual tokens (in the adapter): base weights bit-identical
+        assert changed == set()
+        prompt = adapter["prompt_embeddings"]
         assert prompt.ndim == 2 and torch.isfinite(prompt).all()
+    elif method == "ia3":  # a learned scale per k/v output and per down_proj input; only those layers merge
+        assert any("ia3_l" in key for key in adapter)
+        scaled = ("k_proj.weight", "v_proj.weight", "down_proj.weight")
+        assert changed and all(name.endswith(scaled) for name in changed)
+    else:  # DoRA: low-rank A/B plus a magnitude vector per targeted layer
+        assert {"lora_magnitude_vector", "lora_A"} <= {part for key in adapter for part in key.split(".")}
+        assert changed and all(".layers." in name for name in changed)
 
 
 def test_padding_free_rows_do_not_attend_to_each_other(trained) -> None:

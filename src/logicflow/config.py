@@ -160,9 +160,11 @@ class TrainConfig(Section):
 
 
 class LoraConfig(Section):
-    """Parameter-efficient method and its settings."""
+    """Parameter-efficient method and its settings (r/alpha/dropout/targets: LoRA and DoRA)."""
 
-    method: Literal["lora", "prompt_tuning", "full"] = "lora"
+    method: Literal["lora", "dora", "ia3", "prompt_tuning", "full"] = Field(
+        "lora", description="dora = LoRA with weight decomposition; ia3 = learned rescaling of k, v and MLP"
+    )
     r: PosInt = 8
     alpha: PosInt = 16
     dropout: float = Field(0.0, ge=0.0, lt=1.0)

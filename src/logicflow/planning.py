@@ -94,8 +94,13 @@ class Architecture:
         return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
 
     @property
+    def norm_params(self) -> int:
+        """RMSNorm weights: two per decoder block and the final one."""
+        return (2 * self.layers + 1) * self.hidden
+
+    @property
     def params(self) -> int:
-        return self.linear_params + self.embedding_params + self.other_params
+        return self.linear_params + self.embedding_params + self.norm_params + self.other_params
 
 
 # From each model's published config.json (text part; Gemma 3's vision tower + projector as `other_params`).
@@ -159,16 +164,21 @@ def architecture(cfg: Config, base_dir: Path | None = None) -> Architecture:
 
 
 def trainable_params(arch: Architecture, cfg: Config) -> int:
-    """LoRA: r x (in + out) per targeted linear layer; full: everything; prompt tuning: virtual tokens."""
+    """LoRA: r x (in + out) per targeted linear layer (DoRA adds a magnitude per output); IA3: one scale per
+    output of k and v and per input of the MLP's down projection; full: everything; prompt tuning: the
+    virtual tokens' embeddings."""
     method = cfg.lora.method
+    shapes = arch.linear_shapes()
     if method == "full":
         return arch.params - arch.other_params
     if method == "prompt_tuning":
         return cfg.lora.num_virtual_tokens * arch.hidden
+    if method == "ia3":
+        return arch.layers * (shapes["k_proj"][1] + shapes["v_proj"][1] + shapes["down_proj"][0])
     targets = cfg.lora.target_modules
-    shapes = arch.linear_shapes()
     chosen = shapes if targets == "all-linear" else {k: v for k, v in shapes.items() if k in targets}
-    return arch.layers * cfg.lora.r * sum(a + b for a, b in chosen.values())
+    magnitude = sum(out for _, out in chosen.values()) if method == "dora" else 0
+    return arch.layers * (cfg.lora.r * sum(a + b for a, b in chosen.values()) + magnitude)
 
 
 def activation_bytes(arch: Architecture, tokens: int, checkpointing: bool) -> int:

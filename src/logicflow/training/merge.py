@@ -24,7 +24,7 @@ from logicflow.config import Config
 from logicflow.errors import TrainingError
 from logicflow.paths import TRAIN_MANIFEST, Paths
 from logicflow.training.inputs import Inputs
-from logicflow.training.trainer import TORCH_DTYPES, Hardware, Plan
+from logicflow.training.trainer import MERGEABLE, TORCH_DTYPES, Hardware, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def write_models(
     with atomic_dir(paths.adapter) as adapter_tmp:
         write_adapter(staging, inputs.tokenizer, adapter_tmp, manifest)
         with atomic_dir(paths.merged) as merged_tmp:
-            if cfg.lora.method == "lora":
+            if cfg.lora.method in MERGEABLE:
                 return write_merged(
                     paths.base_model,
                     adapter_tmp,

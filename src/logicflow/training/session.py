@@ -75,7 +75,7 @@ def build_session(
     """Model (frozen modules, checked targets), datasets, callbacks and the SFTTrainer."""
     model = build.load_model(paths.base_model, plan, hw)
     build.freeze_modules(model, cfg.model.freeze_modules)
-    if cfg.lora.method == "lora":
+    if cfg.lora.method in build.LOW_RANK:
         build.check_target_modules(model, cfg.lora.target_modules, cfg.model.freeze_modules)
     train, validation = inputs.splits.rows["train"], inputs.splits.rows["validation"]
     args = build.build_sft_config(cfg, paths.checkpoints, plan, hw, has_eval=bool(validation))

@@ -235,9 +235,13 @@ def check_target_modules(model: Any, targets: str | list[str], frozen: list[str]
         )
 
 
+LOW_RANK = ("lora", "dora")  # methods with r/alpha/targets; with ia3, mergeable into the weights
+MERGEABLE = (*LOW_RANK, "ia3")
+
+
 def build_peft_config(lora: Any, model_cfg: Any) -> Any:
-    """LoRA / prompt tuning config, or None for full fine-tuning."""
-    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
+    """LoRA / DoRA / IA3 / prompt tuning config, or None for full fine-tuning."""
+    from peft import IA3Config, LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
     if lora.method == "full":
         return None
@@ -247,6 +251,9 @@ def build_peft_config(lora: Any, model_cfg: Any) -> Any:
             num_virtual_tokens=lora.num_virtual_tokens,
             prompt_tuning_init=PromptTuningInit.RANDOM,
         )
+    if lora.method == "ia3":  # PEFT's per-architecture default: k, v and the MLP's down projection
+        frozen = _module_pattern(model_cfg.freeze_modules)
+        return IA3Config(task_type=TaskType.CAUSAL_LM, exclude_modules=frozen)
     targets = lora.target_modules if lora.target_modules == "all-linear" else list(lora.target_modules)
     return LoraConfig(
         task_type=TaskType.CAUSAL_LM,
@@ -256,6 +263,7 @@ def build_peft_config(lora: Any, model_cfg: Any) -> Any:
         target_modules=targets,
         exclude_modules=_module_pattern(model_cfg.freeze_modules),
         bias="none",
+        use_dora=lora.method == "dora",
     )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from logicflow.comparison.pruning import layers_to_drop, prune
 from logicflow.errors import TrainingError
-from logicflow.training.pruning import layers_to_drop, prune
 
 
 def test_rule_drops_the_inner_layers_that_change_the_state_least() -> None:

@@ -1,0 +1,1 @@
+"""The method comparison study (LoRA against other fine-tuning methods on one base)."""

@@ -108,7 +108,8 @@ def test_plan_command_prints_the_estimate(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "logicflow.cli", "plan", "--root", str(tmp_path), "--params", str(PARAMS)]
     done = subprocess.run([*argv, "--profile", "gemma3-27b", "--gpus", "4", "--json"], capture_output=True,
                           text=True, check=True)  # fmt: skip
-    memory = json.loads(done.stdout)["memory"]
+    memory, compute = json.loads(done.stdout)["memory"], json.loads(done.stdout)["compute"]
+    assert compute["tokens_per_row"] == 2048 and compute["tokens_source"].startswith("upper bound")
     assert memory["gpus"] == 4 and memory["model"] == "google/gemma-3-27b-it"
     assert memory["total"] == sum(memory[k] for k in ("weights", "trainable_state", "activations", "logits"))
     assert not any(tmp_path.iterdir())  # nothing downloaded or written
@@ -117,12 +118,13 @@ def test_plan_command_prints_the_estimate(tmp_path: Path) -> None:
 def test_compute_and_cost_by_hand() -> None:
     cfg = _cfg("train.max_steps=-1", "train.epochs=2")
     at = {"gpus": 2, "mfu": 0.5}
-    plan = plan_compute(cfg, TOY, 100, 50, measured=False, **at, peak_tflops=1.0, usd_per_gpu_hour=2)
+    plan = plan_compute(cfg, TOY, 100, 50, tokens_source="given", **at, peak_tflops=1.0, usd_per_gpu_hour=2)
     assert plan.trained_tokens == 100 * 50 * 2
     assert plan.flops == 4 * 1448 * 10_000  # 4 N per trained token
     assert plan.hours == pytest.approx(4 * 1448 * 10_000 / (2 * 1e12 * 0.5) / 3600)
     assert plan.usd == pytest.approx(plan.hours * 2 * 2)
-    budget = plan_compute(_cfg("train.max_steps=10", "train.grad_accum=1"), TOY, 100, 50, measured=True, **at)
+    steps = _cfg("train.max_steps=10", "train.grad_accum=1")
+    budget = plan_compute(steps, TOY, 100, 50, tokens_source="given", **at)
     assert budget.epochs == pytest.approx(10 * 2 * 2 / 100) and budget.usd is None  # steps x batch x GPUs
 
 

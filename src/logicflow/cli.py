@@ -110,14 +110,15 @@ def _plan(args: argparse.Namespace) -> None:
     memory = plan_memory(cfg, arch, gpus=args.gpus)
     measured = measured_tokens_per_row(cfg, paths.validation_summary)
     planned_rows = round(sum(target_counts(cfg.data).values()) * (1 - cfg.data.val_fraction))
-    rows = measured[0] if measured else planned_rows
-    per_row = measured[1] if measured else args.tokens_per_row
-    compute = None
-    if per_row:
-        options = {"gpus": args.gpus, "mfu": args.mfu, "usd_per_gpu_hour": args.usd_per_gpu_hour}
-        compute = plan_compute(cfg, arch, rows, per_row, measured=bool(measured), **options)
+    rows, per_row, source = planned_rows, float(cfg.train.cutoff_len), "upper bound: every row at the cutoff"
+    if args.tokens_per_row:
+        per_row, source = args.tokens_per_row, "given"
+    elif measured:
+        (rows, per_row), source = measured, "measured by validate"
+    options = {"gpus": args.gpus, "mfu": args.mfu, "usd_per_gpu_hour": args.usd_per_gpu_hour}
+    compute = plan_compute(cfg, arch, rows, per_row, tokens_source=source, **options)
     if args.json:
-        print(json.dumps({"memory": memory.to_dict(), "compute": compute and dataclasses.asdict(compute)}))
+        print(json.dumps({"memory": memory.to_dict(), "compute": dataclasses.asdict(compute)}))
         return
     print(memory.table())
     print(
@@ -292,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", parents=[common], help="GPU memory a profile's training needs")
     plan.add_argument("--gpus", type=int, default=1, help="GPUs sharing the model (FSDP full shard)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    plan.add_argument("--tokens-per-row", type=float, help="mean tokens per row, until validate measured it")
+    plan.add_argument(
+        "--tokens-per-row", type=float, help="mean tokens per row (default: validate's figure, else the cutoff)"
+    )
     plan.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation (default 0.35)")
     plan.add_argument("--usd-per-gpu-hour", type=float, help="price of one GPU-hour, for the cost line")
 

@@ -216,7 +216,7 @@ def plan_memory(cfg: Config, arch: Architecture, gpus: int = 1) -> MemoryPlan:
 class ComputePlan:
     rows: int
     tokens_per_row: float
-    tokens_source: str  # "measured by validate" or "given"
+    tokens_source: str  # "measured by validate", "given" or the cutoff's upper bound
     epochs: float
     trained_tokens: float
     flops: float
@@ -259,7 +259,7 @@ def plan_compute(
     rows: int,
     tokens_per_row: float,
     *,
-    measured: bool,
+    tokens_source: str,
     gpus: int,
     mfu: float,
     peak_tflops: float = H100_BF16_DENSE_TFLOPS,
@@ -275,7 +275,7 @@ def plan_compute(
     return ComputePlan(
         rows=rows,
         tokens_per_row=tokens_per_row,
-        tokens_source="measured by validate" if measured else "given",
+        tokens_source=tokens_source,
         epochs=epochs,
         trained_tokens=trained,
         flops=flops,

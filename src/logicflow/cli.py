@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gpus", type=int, default=1, help="GPUs sharing the model (FSDP full shard)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
     plan.add_argument(
-        "--tokens-per-row", type=float, help="mean tokens per row (default: validate's figure, else the cutoff)"
+        "--tokens-per-row", type=float, help="mean tokens per row (default: validate's, else cutoff)"
     )
     plan.add_argument("--mfu", type=float, default=0.35, help="model FLOPs utilisation (default 0.35)")
     plan.add_argument("--usd-per-gpu-hour", type=float, help="price of one GPU-hour, for the cost line")

@@ -85,6 +85,8 @@ def _stage(args: argparse.Namespace) -> Any:
         _relaunch_distributed()
     run = get_stage(args.name)
     options = {key: True for key in ("resume", "force") if getattr(args, key)}
+    if args.method:
+        options["method"] = args.method
     return run(_config(args), _paths(args), **options)
 
 
@@ -278,9 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     stage = sub.add_parser("stage", parents=[common], help="run one pipeline stage")
-    stage.add_argument("name", help="data | model | validate | train | evaluate | card | publish")
+    stage.add_argument(
+        "name", help="data | model | validate | train | evaluate | card | publish | compare | compare-report"
+    )
     stage.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
     stage.add_argument("--force", action="store_true", help="publish: publish even if the eval gate failed")
+    stage.add_argument("--method", help="compare: the method of the comparison study to train and evaluate")
 
     model = sub.add_parser("model", help="base model commands").add_subparsers(dest="action", required=True)
     model.add_parser("fetch", parents=[common], help="resolve the base model into models/base")

@@ -255,6 +255,30 @@ class TrackingConfig(Section):
     experiment: str | None = Field(None, description="None = logicflow-<profile>")
 
 
+COMPARED_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "full", "prune_lora")
+
+
+class CompareConfig(Section):
+    """The method comparison study: each method trains the same base on the same validated data and is
+    evaluated like the pipeline's model (`dvc repro compare`, `prefect deployment run logicflow/compare`)."""
+
+    methods: list[Literal[COMPARED_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(COMPARED_METHODS), description="methods run (the base is the baseline)"
+    )
+    learning_rates: dict[str, float] = Field(
+        default_factory=dict, description="per-method learning rate (prompt tuning and IA3 want larger ones)"
+    )
+    prune_share: float = Field(0.25, gt=0, lt=1, description="prune_lora: share of decoder layers dropped")
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _known_methods(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(COMPARED_METHODS))
+        if unknown:
+            raise ValueError(f"unknown method {unknown[0]!r}; allowed: {', '.join(COMPARED_METHODS)}")
+        return value
+
+
 class Config(Section):
     """Everything a stage may read. Built only by `load_config`."""
 
@@ -268,6 +292,7 @@ class Config(Section):
     card: CardConfig = Field(default_factory=CardConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -351,6 +376,17 @@ def build_config(params: dict[str, Any], profile: str | None = None, overrides: 
     for text in overrides:
         merged = deep_merge(merged, parse_override(text))
     merged["profile"] = name
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_format_error(e, Config) for e in exc.errors())) from None
+
+
+def with_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """`cfg` with `--set`-style overrides applied, validated like any config."""
+    merged = cfg.to_dict()
+    for text in overrides:
+        merged = deep_merge(merged, parse_override(text))
     try:
         return Config.model_validate(merged)
     except ValidationError as exc:

@@ -54,6 +54,21 @@ class TrainReports:
 
 
 @dataclass(frozen=True)
+class CompareReports:
+    """reports/compare: one result per method, the table, the plots and the study card."""
+
+    dir: Path
+
+    def method(self, name: str) -> Path:
+        return self.dir / "methods" / f"{name}.json"
+
+    @property
+    def summary(self) -> Path:
+        """The report stage's outputs: table.md, results.json, plots, README.md (the study card)."""
+        return self.dir / "study"
+
+
+@dataclass(frozen=True)
 class ValidationReports:
     """reports/validation: GX Data Docs, the summary (a DVC metric) and the token-length histogram."""
 
@@ -167,10 +182,36 @@ class ServerState:
 @dataclass(frozen=True)
 class Paths:
     root: Path
+    study: str | None = None  # a method of the comparison study: its models and reports live apart
+    train_from: Path | None = None  # the model a study method trains on, when not models/base (pruned)
 
     @classmethod
     def from_root(cls, root: str | Path = ".") -> Paths:
         return cls(Path(root).resolve())
+
+    def for_study(self, method: str, train_from: Path | None = None) -> Paths:
+        """The same project, with the train and evaluate outputs of one compared method under
+        compare/<method>/ (data, base model and caches stay shared; evaluation compares with models/base)."""
+        return Paths(self.root, method, train_from)
+
+    @property
+    def study_outputs(self) -> tuple[Path, Path]:
+        """A study method's two DVC outputs: its models/ and reports/ folders."""
+        return self.run_dir / "models", self.run_dir / "reports"
+
+    @property
+    def train_base(self) -> Path:
+        """The model training starts from: models/base, or a study method's own (the pruned base)."""
+        return self.train_from or self.base_model
+
+    @property
+    def compare_reports(self) -> CompareReports:
+        return CompareReports(self.root / "reports" / "compare")
+
+    @property
+    def run_dir(self) -> Path:
+        """Where a training run's models, checkpoints and reports go: the root, or compare/<method>."""
+        return self.root if self.study is None else self.root / "compare" / self.study
 
     # configuration
     @property
@@ -257,19 +298,19 @@ class Paths:
     # train stage
     @property
     def adapter(self) -> Path:
-        return self.root / "models" / "adapter"
+        return self.run_dir / "models" / "adapter"
 
     @property
     def merged(self) -> Path:
-        return self.root / "models" / "merged"
+        return self.run_dir / "models" / "merged"
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.run_dir / "checkpoints"
 
     @property
     def train_reports(self) -> TrainReports:
-        return TrainReports(self.root / "reports" / "train")
+        return TrainReports(self.run_dir / "reports" / "train")
 
     @property
     def mlflow_run_file(self) -> Path:
@@ -278,15 +319,15 @@ class Paths:
     # evaluate stage
     @property
     def eval_reports(self) -> EvalReports:
-        return EvalReports(self.root / "reports" / "eval")
+        return EvalReports(self.run_dir / "reports" / "eval")
 
     @property
     def eval_json(self) -> Path:
-        return self.root / "reports" / "eval.json"
+        return self.run_dir / "reports" / "eval.json"
 
     @property
     def inference_json(self) -> Path:
-        return self.root / "reports" / "inference.json"
+        return self.run_dir / "reports" / "inference.json"
 
     # card / publish stages
     @property

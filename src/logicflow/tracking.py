@@ -333,6 +333,7 @@ def open_run(
     *,
     run_name: str = "train",
     resume_run_id: str | None = None,
+    parent_run_id: str | None = None,
     system_metrics: bool = True,
 ) -> Iterator[Tracker]:
     """Start (or continue `resume_run_id`) the pipeline's MLflow run; ends FINISHED, KILLED when Interrupted
@@ -356,7 +357,10 @@ def open_run(
             except Exception:  # noqa: BLE001 - the run is gone (other store): start a fresh one
                 run = None
         if run is None:
-            run = client.create_run(experiment_id, run_name=run_name, tags={"logicflow.profile": cfg.profile})
+            tags = {"logicflow.profile": cfg.profile}
+            if parent_run_id:  # a method of the comparison study: nested under the study's run in the UI
+                tags["mlflow.parentRunId"] = parent_run_id
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         else:
             client.update_run(run.info.run_id, status="RUNNING")
             logger.info("continuing MLflow run %s", run.info.run_id)
@@ -531,3 +535,40 @@ def log_train_outputs(tracker: NullTracker, paths: Paths, metrics: Mapping[str, 
     tracker.log_artifacts(paths.adapter, "adapter")
     if tracker.info:
         write_run_file(paths, tracker.info)
+
+
+STUDY_TAG = "logicflow.study"
+
+
+def study_parent_run(cfg: Any, paths: Paths) -> str:
+    """The comparison study's parent run in the profile's experiment (created by the first method)."""
+    uri = resolve_tracking_uri(cfg.tracking.uri, paths)
+    check_reachable(uri)
+    client = _client(uri)
+    experiment_id = _experiment_id(client, cfg.experiment_name, uri)
+    found = client.search_runs(
+        [experiment_id], f"tags.`{STUDY_TAG}` = 'compare'", order_by=["start_time DESC"], max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {STUDY_TAG: "compare", "logicflow.profile": cfg.profile, **lineage_tags(paths)}
+    run = client.create_run(experiment_id, run_name=f"compare-{cfg.profile}", tags=tags)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def log_study(cfg: Any, paths: Paths, rows: list[Any], folder: Path) -> None:
+    """Per-method figures as metrics of the study's parent run (one step per method, in table order, so the
+    MLflow chart view compares them), and the report folder as its artifacts."""
+    parent = study_parent_run(cfg, paths)
+    uri = resolve_tracking_uri(cfg.tracking.uri, paths)
+    client = _client(uri)
+    info = RunInfo(parent, client.get_run(parent).info.experiment_id, cfg.experiment_name, uri, None)
+    tracker = Tracker(client, info, sqlite_artifact_root(uri))
+    for step, row in enumerate(rows):
+        figures = {f"compare/{task}": score.value for task, score in row.scores.items()}
+        figures["compare/trainable_params"] = row.trainable_params
+        figures["compare/train_time_s"] = row.train_time_s
+        tracker.log_metrics(figures, step=step)
+        client.set_tag(parent, f"compare.step.{step}", row.method)
+    tracker.log_artifacts(folder, "compare")

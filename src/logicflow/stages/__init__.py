@@ -19,6 +19,8 @@ STAGES: dict[str, str] = {
     "evaluate": "logicflow.stages.evaluate",
     "card": "logicflow.stages.card",
     "publish": "logicflow.stages.publish",
+    "compare": "logicflow.stages.compare",  # one method of the comparison study (--method)
+    "compare-report": "logicflow.stages.compare:report",
 }
 
 
@@ -26,4 +28,5 @@ def get_stage(name: str) -> Callable[..., Any]:
     """Return the `run` function of stage `name`; an unknown name lists the valid ones."""
     if name not in STAGES:
         raise ConfigError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
-    return importlib.import_module(STAGES[name]).run
+    module, _, function = STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), function or "run")

@@ -43,7 +43,7 @@ class TrainResult:
     merged: str
 
 
-def run(cfg: Config, paths: Paths, resume: bool = False) -> TrainResult:
+def run(cfg: Config, paths: Paths, resume: bool = False, parent_run_id: str | None = None) -> TrainResult:
     started = time.perf_counter()
     from accelerate import PartialState
 
@@ -60,7 +60,13 @@ def run(cfg: Config, paths: Paths, resume: bool = False) -> TrainResult:
     start = checkpoints.start(paths.checkpoints, fingerprint, resume, state)
 
     tracking = (
-        open_run(cfg, paths, run_name=f"train-{cfg.profile}", resume_run_id=start.mlflow_run_id)
+        open_run(
+            cfg,
+            paths,
+            run_name=f"train-{cfg.profile}" if paths.study is None else f"{paths.study}-{cfg.profile}",
+            resume_run_id=start.mlflow_run_id,
+            parent_run_id=parent_run_id,
+        )
         if main
         else nullcontext(NullTracker())  # one MLflow run: only the main process logs
     )

@@ -39,7 +39,7 @@ def load_inputs(cfg: Config, paths: Paths, state: Any) -> Inputs:
     splits = data.load_splits(paths, train.max_samples)
     with state.main_process_first():
         base = resolve(cfg.model, paths)
-    tokenizer = load_tokenizer(paths.base_model, template=cfg.model.template)
+    tokenizer = load_tokenizer(paths.train_base, template=cfg.model.template)
     stats = {
         split: data.token_stats(tokenizer, rows, train.cutoff_len, train.train_on_thinking)
         for split, rows in splits.rows.items()

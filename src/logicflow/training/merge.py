@@ -175,7 +175,7 @@ def write_models(
         with atomic_dir(paths.merged) as merged_tmp:
             if cfg.lora.method in MERGEABLE:
                 return write_merged(
-                    paths.base_model,
+                    paths.train_base,
                     adapter_tmp,
                     merged_tmp,
                     inputs.tokenizer,
@@ -187,4 +187,4 @@ def write_models(
                 )
             if cfg.lora.method == "full":
                 return write_full(staging, inputs.tokenizer, merged_tmp, dtype, manifest)
-            return write_unmergeable(paths.base_model, merged_tmp, inputs.tokenizer, dtype, manifest)
+            return write_unmergeable(paths.train_base, merged_tmp, inputs.tokenizer, dtype, manifest)

@@ -18,6 +18,17 @@ from logicflow.training.inputs import Inputs
 from logicflow.training.session import Session
 
 
+def peak_memory_bytes() -> int:
+    """Peak accelerator memory of this process when on a GPU, else its peak resident set size."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
 def last_train_loss(history: list[dict[str, Any]]) -> float | None:
     losses = [e["loss"] for e in history if "loss" in e]
     return float(losses[-1]) if losses else None
@@ -59,6 +70,9 @@ def write_reports(
         "padding_fraction": round(session.padding.padding_fraction, 4),
         "world_size": trainer.args.world_size,
         "resumed_from_step": resumed_step(start),
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in trainer.model.parameters()),
+        "peak_memory_bytes": peak_memory_bytes(),
         "adapter_bytes": merge.folder_bytes(paths.adapter),
         "merged_bytes": merge.folder_bytes(paths.merged),
         "merged_sha256": weights_sha256(paths.merged),

@@ -73,7 +73,7 @@ def build_session(
     processes: int,
 ) -> Session:
     """Model (frozen modules, checked targets), datasets, callbacks and the SFTTrainer."""
-    model = build.load_model(paths.base_model, plan, hw)
+    model = build.load_model(paths.train_base, plan, hw)
     build.freeze_modules(model, cfg.model.freeze_modules)
     if cfg.lora.method in build.LOW_RANK:
         build.check_target_modules(model, cfg.lora.target_modules, cfg.model.freeze_modules)

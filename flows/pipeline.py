@@ -132,25 +132,25 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="plan", task_run_name="plan stages", cache_policy=NO_CACHE)
-def plan(root: Path, stages: list[str] | None) -> list[str]:
-    """The stages of `dvc.yaml` in pipeline order (dependencies first), or the requested subset."""
+def plan(root: Path, stages: list[str] | None, pipeline: str = "dvc.yaml") -> list[str]:
+    """The stages of `pipeline` (a dvc.yaml) in order (dependencies first), or the requested subset."""
     import networkx as nx
     from dvc.repo import Repo
 
-    order = list((yaml.safe_load((root / "dvc.yaml").read_text()) or {}).get("stages", {}))
+    order = list((yaml.safe_load((root / pipeline).read_text()) or {}).get("stages", {}))
     with contextlib.chdir(root), Repo(str(root)) as repo:  # DVC resolves some paths from the cwd
         graph = repo.index.graph.reverse()  # DVC's edges point from a stage to its dependency
         groups = {node: getattr(node, "name", str(node)).split("@")[0] for node in graph.nodes}
         ranked = nx.lexicographical_topological_sort(
             graph, key=lambda n: (order.index(groups[n]) if groups[n] in order else len(order), groups[n])
         )
-        pipeline = list(dict.fromkeys(groups[n] for n in ranked if groups[n] in order))
+        ranked_names = list(dict.fromkeys(groups[n] for n in ranked if groups[n] in order))
     if stages is None:
-        return pipeline
-    unknown = [s for s in stages if s not in pipeline]
+        return ranked_names
+    unknown = [s for s in stages if s not in ranked_names]
     if unknown:
-        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; dvc.yaml has: {', '.join(pipeline)}")
-    return [s for s in pipeline if s in stages]
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; {pipeline} has: {', '.join(ranked_names)}")
+    return [s for s in ranked_names if s in stages]
 
 
 @task(name="check-params", task_run_name="check params", cache_policy=NO_CACHE)
@@ -195,8 +195,16 @@ def check_params(root: Path, profile: str | None, overrides: dict[str, Any]) -> 
 
 @task(name="dvc-repro", task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
 def reproduce(root: Path, stage: str) -> str:
-    """`dvc repro <stage> --single-item`: runs the stage only if its deps, params or outs changed."""
-    return _ran(dvc(root, "repro", stage, "--single-item")).get(stage, "up to date")
+    """`dvc repro <stage> --single-item`: runs the stage (every item of a foreach group) only if its deps,
+    params or outs changed. `stage` may name another pipeline: `compare/dvc.yaml:compare`."""
+    ran = _ran(dvc(root, "repro", stage, "--single-item"))
+    results = [result for name, result in ran.items() if name == stage or name.startswith(f"{stage}@")]
+    return "ran" if "ran" in results else (results[0] if results else "up to date")
+
+
+def target(pipeline: str, stage: str) -> str:
+    """How DVC names a stage of `pipeline` from the project root."""
+    return stage if pipeline == "dvc.yaml" else f"{pipeline}:{stage}"
 
 
 reproduce_with_retries = reproduce.with_options(
@@ -287,6 +295,9 @@ def report(
     docs = paths.validation_reports.docs_index
     if rev is None and docs.exists():  # file links only for the workspace's own outputs
         links["data-docs"] = docs.as_uri()
+    study_card = paths.compare_reports.card
+    if (study := files.text(study_card)) is not None:
+        create_markdown_artifact(key="compare-study", markdown=study, description=files.name(study_card))
     if (card := files.text(paths.card.readme)) is not None:
         if rev is None:
             links["model-card"] = paths.card.readme.as_uri()
@@ -332,21 +343,24 @@ def logicflow(
     overrides: dict[str, Any] | None = None,
     stages: list[str] | None = None,
     push_outputs: bool = True,
+    pipeline: str = "dvc.yaml",
 ) -> dict[str, str]:
     """Reproduce the DVC pipeline stage by stage, push the outputs and publish the run page.
 
     profile: a profile from params.yaml (default: params.yaml's `profile`).
     overrides: dotted params, e.g. {"lora.r": 8}; with a non-default `profile`, run as a DVC experiment.
-    stages: a subset of dvc.yaml's stages (default: all, in pipeline order).
+    stages: a subset of the pipeline's stages (default: all, in pipeline order).
     push_outputs: end with `dvc push` to the default remote.
+    pipeline: the dvc.yaml to reproduce: the main one, or compare/dvc.yaml (the method study).
     """
     root = project_root()
-    order = plan(root, stages)
+    order = [target(pipeline, stage) for stage in plan(root, stages, pipeline)]
     settings = check_params(root, profile, overrides or {})
     before = _digest(Outputs(root, None).json(Paths.from_root(root).mlflow_run_file))
     exp, done, seconds = None, {}, {}
     if settings:  # another profile or overrides: a DVC experiment, outside the workspace
-        exp = run_experiment(root, order, settings, full=stages is None, name=experiment_name())
+        full = stages is None and pipeline == "dvc.yaml"  # the whole main pipeline needs no targets
+        exp = run_experiment(root, order, settings, full=full, name=experiment_name())
         done = exp["stages"]
     else:
         for stage in order:

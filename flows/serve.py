@@ -6,7 +6,7 @@ Deployments (all run the flow `logicflow`; parameters `profile` and `overrides` 
     full      every stage in dvc.yaml, then dvc push
     data      model + data + validate (fetch, convert and check the data)
     evaluate  evaluate + card for the model already in models/ (no retraining)
-    compare   the comparison stage(s), once dvc.yaml has them
+    compare   the method comparison study: every stage of compare/dvc.yaml
 A deployment is registered only if dvc.yaml has at least one of its stages. One flow run at a time:
 DVC holds a repo lock, so concurrent runs would only fail on it.
 """
@@ -28,13 +28,13 @@ DEPLOYMENTS: dict[str, list[str] | None] = {
     "full": None,
     "data": ["model", "data", "validate"],
     "evaluate": ["evaluate", "card"],
-    "compare": ["compare"],
 }
+STUDY = "compare/dvc.yaml"  # the `compare` deployment reproduces this pipeline
 DESCRIPTIONS = {
     "full": "Every DVC stage in pipeline order, then dvc push.",
     "data": "Fetch the base model and the data, convert and validate it.",
     "evaluate": "Evaluate the existing model against its base and rebuild the card.",
-    "compare": "Run the comparison study.",
+    "compare": "The method study (compare/dvc.yaml): each method trained and evaluated, then the report.",
 }
 
 
@@ -56,6 +56,13 @@ def deployments(root: Path) -> list:
                 description=DESCRIPTIONS[name],
                 tags=["logicflow"],
                 parameters={} if stages is None else {"stages": stages},
+            )
+        )
+    if (root / STUDY).exists():
+        study = {"pipeline": STUDY}
+        out.append(
+            logicflow.to_deployment(
+                name="compare", description=DESCRIPTIONS["compare"], tags=["logicflow"], parameters=study
             )
         )
     return out

@@ -165,6 +165,24 @@ def test_deployments_follow_dvc_yaml(tmp_path: Path) -> None:
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"model": {}, "data": {}, "card": {}}}))
     found = {d.name: d.parameters for d in serve.deployments(tmp_path)}
     assert found == {"full": {}, "data": {"stages": ["model", "data"]}, "evaluate": {"stages": ["card"]}}
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"compare": {}}}))
+    found = {d.name: d.parameters for d in serve.deployments(tmp_path)}
+    assert found["compare"] == {"pipeline": "compare/dvc.yaml"}  # the study: its own pipeline
+
+
+def test_plan_reads_the_study_pipeline_apart(tmp_path: Path) -> None:
+    root = _dvc_repo(tmp_path / "repo", {"stages": {"first": {"cmd": "echo hi > a.txt", "outs": ["a.txt"]}}})
+    (root / "study").mkdir()
+    study = {
+        "report": {"cmd": "cat m.txt > r.txt", "deps": ["m.txt"], "outs": ["r.txt"]},
+        "method": {"cmd": "cp ../a.txt m.txt", "deps": ["../a.txt"], "outs": ["m.txt"]},
+    }
+    (root / "study" / "dvc.yaml").write_text(yaml.safe_dump({"stages": study}))
+    assert pipeline.plan.fn(root, None) == ["first"]  # the main pipeline never includes the study
+    assert pipeline.plan.fn(root, None, "study/dvc.yaml") == ["method", "report"]
+    assert pipeline.target("study/dvc.yaml", "method") == "study/dvc.yaml:method"
+    assert pipeline.target("dvc.yaml", "first") == "first"
 
 
 def test_compare_runs_shows_differing_params_and_metrics(tmp_path: Path) -> None:
@@ -245,9 +263,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paths, di
             assert servers.stray_processes(paths) == []
 
 
-def _trigger(state: dict[str, Any], **params: Any) -> runs.RunResult:
+def _trigger(state: dict[str, Any], deployment: str = "full", **params: Any) -> runs.RunResult:
     lines: list[str] = []
-    result = runs.trigger("full", params, api_url=state["prefect"]["api_url"], timeout=400, echo=lines.append)
+    api = state["prefect"]["api_url"]
+    result = runs.trigger(deployment, params, api_url=api, timeout=400, echo=lines.append)
     print("\n".join(lines))
     return result
 
@@ -416,6 +435,32 @@ def test_full_deployment_run_equals_dvc_repro(
     assert client.get_run(record["run_id"]).data.tags["prefect.flow_run_id"] == full_run.flow_run_id
     summary = runs.summary(paths, again, state)
     assert "model: up to date, data: up to date" in summary and state["mlflow"]["url"] in summary
+
+
+@pytest.mark.slow
+def test_compare_deployment_runs_the_study_and_dvc_agrees(
+    served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
+) -> None:
+    """`prefect deployment run logicflow/compare` reproduces compare/dvc.yaml (the smoke profile's two
+    methods, then the report) on the main pipeline's data and base; afterwards DVC has nothing to do there,
+    and each method's MLflow run is nested under the study's."""
+    from mlflow import MlflowClient
+
+    paths, state = served
+    result = _trigger(state, "compare")
+    assert result.ok, result.message
+    assert _stages(result) == {"compare/dvc.yaml:compare": "ran", "compare/dvc.yaml:compare-report": "ran"}
+    card = paths.compare_reports.card.read_text()
+    assert "**lora**" in card and "**ia3**" in card and "compare-study" in result.artifacts
+    assert "up to date" in _dvc(paths.root, "status", "compare/dvc.yaml")
+    assert _reproduce(paths.root) == []  # the main pipeline is untouched by the study
+    client = MlflowClient(state["mlflow"]["url"])
+    experiment = client.get_experiment_by_name("logicflow-smoke")
+    found = client.search_runs([experiment.experiment_id], "tags.`logicflow.study` = 'compare'")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{found[0].info.run_id}'"
+    )
+    assert sorted(r.info.run_name for r in children) == ["ia3-smoke", "lora-smoke"]
 
 
 @pytest.mark.slow

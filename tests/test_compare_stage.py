@@ -15,7 +15,7 @@ from logicflow.paths import Paths
 from logicflow.stages import compare
 from train_fixtures import OVERRIDES, make_project, tracking_env
 
-METHODS = ["lora", "ia3"]
+METHODS = ["lora", "ia3", "distill"]
 SETS = [*OVERRIDES, "train.max_steps=4", "train.eval_steps=100", "eval.limit=3", "eval.max_new_tokens=8",
         f"compare.methods=[{', '.join(METHODS)}]", "compare.learning_rates={ia3: 0.05}"]  # fmt: skip
 
@@ -73,6 +73,10 @@ def test_methods_train_apart_nest_in_mlflow_and_make_the_report(study: tuple[Pat
     }
     assert set(children) == {f"{m}-smoke" for m in METHODS}
     assert all(run.data.metrics.get("final.global_step") == 4 for run in children.values())
+    first_loss = {
+        name: client.get_metric_history(run.info.run_id, "loss")[0].value for name, run in children.items()
+    }
+    assert first_loss["distill-smoke"] != first_loss["lora-smoke"]  # same rows and seed; the KD term differs
 
     out = compare.report(cfg, paths)
     assert out["methods"] == ["base", *METHODS]
@@ -83,6 +87,6 @@ def test_methods_train_apart_nest_in_mlflow_and_make_the_report(study: tuple[Pat
     assert "# Fine-tuning methods compared on logicflow/tiny-random-llama" in card and "**ia3**" in card
     parent = client.get_run(parents[0].info.run_id)
     history = client.get_metric_history(parent.info.run_id, "compare/trainable_params")
-    assert [m.step for m in history] == [0, 1, 2]  # one point per row: the chart view compares methods
+    assert [m.step for m in history] == [0, 1, 2, 3]  # one point per row: the chart view compares methods
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
     assert "compare/README.md" in artifacts and "compare/table.md" in artifacts

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from logicflow.comparison.distill import IGNORE, distillation_loss, kd_loss
+from logicflow.training.distill import IGNORE, distillation_loss, kd_loss
 
 
 def _model(seed: int):  # noqa: ANN202

@@ -255,7 +255,7 @@ class TrackingConfig(Section):
     experiment: str | None = Field(None, description="None = logicflow-<profile>")
 
 
-COMPARED_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "full", "prune_lora")
+COMPARED_METHODS = ("lora", "dora", "ia3", "prompt_tuning", "full", "prune_lora", "distill")
 
 
 class CompareConfig(Section):
@@ -269,6 +269,13 @@ class CompareConfig(Section):
         default_factory=dict, description="per-method learning rate (prompt tuning and IA3 want larger ones)"
     )
     prune_share: float = Field(0.25, gt=0, lt=1, description="prune_lora: share of decoder layers dropped")
+    distill_alpha: float = Field(
+        0.5, ge=0, le=1, description="distill: weight of the usual loss vs the KD loss"
+    )
+    distill_temperature: float = Field(2.0, gt=0, description="distill: softmax temperature of the KD loss")
+    teacher: str | None = Field(
+        None, description="distill: a local model folder to learn from (default: the study's LoRA model)"
+    )
 
     @field_validator("learning_rates")
     @classmethod

@@ -67,6 +67,10 @@ class CompareReports:
         """The report stage's outputs: table.md, results.json, plots, README.md (the study card)."""
         return self.dir / "study"
 
+    @property
+    def card(self) -> Path:
+        return self.summary / "README.md"
+
 
 @dataclass(frozen=True)
 class ValidationReports:
@@ -184,15 +188,16 @@ class Paths:
     root: Path
     study: str | None = None  # a method of the comparison study: its models and reports live apart
     train_from: Path | None = None  # the model a study method trains on, when not models/base (pruned)
+    teacher: Path | None = None  # the model a study method distills from (its `distill` method)
 
     @classmethod
     def from_root(cls, root: str | Path = ".") -> Paths:
         return cls(Path(root).resolve())
 
-    def for_study(self, method: str, train_from: Path | None = None) -> Paths:
+    def for_study(self, method: str, train_from: Path | None = None, teacher: Path | None = None) -> Paths:
         """The same project, with the train and evaluate outputs of one compared method under
         compare/<method>/ (data, base model and caches stay shared; evaluation compares with models/base)."""
-        return Paths(self.root, method, train_from)
+        return Paths(self.root, method, train_from, teacher)
 
     @property
     def study_outputs(self) -> tuple[Path, Path]:

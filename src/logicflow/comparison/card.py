@@ -15,6 +15,7 @@ METHOD_NOTES = {
     "prompt_tuning": "Prompt tuning: learned virtual tokens before the prompt; base weights unchanged.",
     "full": "Full fine-tuning: every weight trained.",
     "prune_lora": "Structured pruning + LoRA: decoder layers dropped by a stated rule, then LoRA recovery.",
+    "distill": "Knowledge distillation: LoRA trained on the usual loss mixed with the teacher's logits (KL).",
 }
 
 
@@ -41,6 +42,8 @@ def study_card(cfg: Config, rows: list[MethodResult], results: list[dict[str, An
     for result in results:
         note = METHOD_NOTES[result["method"]]
         extra = f" Learning rate {result['learning_rate']:g}."
+        if "teacher" in result:
+            extra += f" Teacher: `{result['teacher']}`."
         if "pruning" in result:
             pruned = result["pruning"]
             extra += (

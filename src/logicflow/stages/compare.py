@@ -6,9 +6,10 @@ run is nested under the study's parent run.
     logicflow stage compare --method dora        # one method (dvc: compare@dora)
     logicflow stage compare-report               # the table, plots and study card (dvc: compare-report)
 
-Methods (`compare.methods`): lora, dora, ia3, prompt_tuning, full (PEFT / plain fine-tuning), and
-prune_lora: drop `compare.prune_share` of the decoder layers (`comparison.pruning`'s stated rule), then
-LoRA recovers. A method left out of the profile's list writes a result that says so and is not reported.
+Methods (`compare.methods`): lora, dora, ia3, prompt_tuning, full (PEFT / plain fine-tuning); prune_lora:
+drop `compare.prune_share` of the decoder layers (`comparison.pruning`'s stated rule), then LoRA recovers;
+distill: LoRA trained with logit distillation (`training.distill`) from the study's LoRA model, or from
+`compare.teacher`. A method left out of the profile's list writes a result that says so, and no more.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from logicflow.atomic import atomic_dir, write_json
 from logicflow.comparison import pruning
 from logicflow.comparison.report import BASELINE, Delta, MethodResult, Score, write_report
 from logicflow.config import Config, with_overrides
+from logicflow.errors import ConfigError
 from logicflow.model import load_tokenizer
 from logicflow.paths import Paths
 from logicflow.stages import evaluate, train
@@ -41,8 +43,8 @@ class CompareResult:
 
 
 def method_config(cfg: Config, method: str) -> Config:
-    """`cfg` with the method's PEFT choice and learning rate (prune_lora trains LoRA on the pruned base)."""
-    overrides = [f"lora.method={'lora' if method == 'prune_lora' else method}"]
+    """`cfg` with the method's PEFT choice and learning rate (prune_lora and distill train LoRA)."""
+    overrides = [f"lora.method={'lora' if method in ('prune_lora', 'distill') else method}"]
     if method in cfg.compare.learning_rates:
         overrides.append(f"train.learning_rate={cfg.compare.learning_rates[method]}")
     return with_overrides(cfg, overrides)
@@ -63,8 +65,6 @@ def _pruned_base(cfg: Config, paths: Paths, study: Paths) -> dict[str, Any]:
 def run(cfg: Config, paths: Paths, method: str | None = None) -> CompareResult:
     """Train and evaluate one method of the study into compare/<method>/ and reports/compare/methods/."""
     if method is None:
-        from logicflow.errors import ConfigError
-
         raise ConfigError("stage compare needs --method (one of compare.methods); the table: compare-report")
     out = paths.compare_reports.method(method)
     study = paths.for_study(method)
@@ -79,6 +79,14 @@ def run(cfg: Config, paths: Paths, method: str | None = None) -> CompareResult:
     if method == "prune_lora":
         study = paths.for_study(method, train_from=study.study_outputs[0] / "pruned-base")
         extra["pruning"] = _pruned_base(cfg, paths, study)
+    if method == "distill":
+        teacher = paths.root / cfg.compare.teacher if cfg.compare.teacher else paths.for_study("lora").merged
+        if not (teacher / "config.json").is_file():
+            raise ConfigError(
+                f"distill: no teacher model at {teacher}; run the lora method first or set compare.teacher"
+            )
+        study = paths.for_study(method, teacher=teacher)
+        extra["teacher"] = str(teacher.relative_to(paths.root))
     method_cfg = method_config(cfg, method)
     parent = study_parent_run(cfg, paths)
     started = time.perf_counter()
@@ -140,13 +148,11 @@ def report(cfg: Config, paths: Paths) -> dict[str, Any]:
     files = [paths.compare_reports.method(m) for m in cfg.compare.methods]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        from logicflow.errors import ConfigError
-
         raise ConfigError(f"no result for {', '.join(missing)}; run `logicflow stage compare --method ...`")
     results = [json.loads(f.read_text()) for f in files]
     rows = _rows(results, folder_bytes(paths.base_model))
     with atomic_dir(paths.compare_reports.summary) as tmp:
-        written = [*write_report(rows, tmp), tmp / "README.md"]
+        written = [*write_report(rows, tmp), tmp / paths.compare_reports.card.name]
         written[-1].write_text(study_card(cfg, rows, results))
         names = [p.name for p in written]
     log_study(cfg, paths, rows, paths.compare_reports.summary)

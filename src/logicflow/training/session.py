@@ -90,6 +90,11 @@ def build_session(
         [throughput, guard, stop, MlflowMetrics(tracker), QuietProgress()],
     )
     throughput.trainer = trainer
+    if paths.teacher is not None:  # the study's `distill` method: learn the teacher's distributions too
+        from logicflow.model import load_causal_lm
+
+        trainer.teacher = load_causal_lm(paths.teacher, plan.load_dtype).to(trainer.args.device).eval()
+        trainer.alpha, trainer.temperature = cfg.compare.distill_alpha, cfg.compare.distill_temperature
     padding = PaddingCounter(trainer.data_collator, trainer.model)
     trainer.data_collator = padding
     # TRL drops rows left without labels; the cutoff guard makes that impossible, this re-checks the count

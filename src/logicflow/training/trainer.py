@@ -361,9 +361,11 @@ def _trainer_class() -> type:
     from trl import SFTTrainer
 
     from logicflow.training.compact_head import CompactHeadLoss
+    from logicflow.training.distill import DistillationLoss
 
-    class LogicFlowSFTTrainer(CompactHeadLoss, SFTTrainer):
-        """SFTTrainer with the compact LM-head loss where it pays, and length-grouped batches unless packing.
+    class LogicFlowSFTTrainer(DistillationLoss, CompactHeadLoss, SFTTrainer):
+        """SFTTrainer with the compact LM-head loss where it pays, length-grouped batches unless packing, and
+        a distillation loss when given a teacher.
 
         Training batches come from `LengthGroupedShuffledSampler`, eval batches are sorted by length.
         """

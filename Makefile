@@ -57,13 +57,14 @@ browser:
 	  $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; } || \
 	  { echo "could not install chromium: apt-get install chromium, then re-run"; exit 1; }
 
+# The suite (about 15 min here); the fault suite is its own target, and CI (.ci/run) runs both.
 test: setup browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" -x
+	$(BIN)/python -m pytest -m "not slow and not faults" -x
 
-# The escape corpus and injected faults only (also part of `make test`); then their table.
+# The escape corpus and injected faults (about 8 min here), then their table (docs/reliability.md).
 test-faults: setup browser
 	$(BIN)/python -m pytest -m faults
 	$(BIN)/python tests/faults/table.py

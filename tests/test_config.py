@@ -9,7 +9,7 @@ from logicflow.config import build_config, load_config
 from logicflow.errors import ConfigError
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-PROFILES = ["cpu", "smoke", "gemma3-27b", "llama3-8b-react", "compare-small"]
+PROFILES = ["cpu", "smoke", "gemma3-27b", "llama3-8b-react", "compare-small", "compare-270m"]
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_bad_values_name_the_key(params: dict, override: str, expected: str) -> 
 
 def test_unknown_profile_lists_the_valid_ones(params: dict) -> None:
     with pytest.raises(
-        ConfigError, match="unknown profile 'gpt5'; allowed: compare-small, cpu, cpu-hard, gemma3"
+        ConfigError, match="unknown profile 'gpt5'; allowed: compare-270m, compare-small, cpu, cpu-hard, gemma3"
     ):
         build_config(params, "gpt5")
 

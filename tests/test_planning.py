@@ -72,6 +72,7 @@ def test_checkpointing_sharding_quantization_and_optimizers_by_hand() -> None:
         ("HuggingFaceTB/SmolLM2-135M-Instruct", 134.5e6),
         ("meta-llama/Meta-Llama-3-8B-Instruct", 8.03e9),
         ("google/gemma-3-27b-it", 27.4e9),
+        ("google/gemma-3-270m-it", 268e6),
     ],
 )
 def test_reference_shapes_add_up_to_the_published_counts(model_id: str, published: float) -> None:

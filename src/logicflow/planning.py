@@ -108,6 +108,7 @@ KNOWN = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": Architecture(576, 30, 9, 3, 64, 1536, 49152, True),
     "meta-llama/Meta-Llama-3-8B-Instruct": Architecture(4096, 32, 32, 8, 128, 14336, 128256, False),
     "google/gemma-3-27b-it": Architecture(5376, 62, 32, 16, 128, 21504, 262208, True, 417_000_000),
+    "google/gemma-3-270m-it": Architecture(640, 18, 4, 1, 256, 2048, 262144, True),
 }
 
 

@@ -116,7 +116,7 @@ def test_work_pool_template_renders_a_valid_gpu_job_for_a_flow_run(
     worker prepares a flow run; the manifest it would submit must pass Kubernetes' schema. (Prefect's own
     default template puts `completions`/`parallelism` in the pod spec, which this check refuses.)"""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))  # the temporary server resolving the template's refs
-    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 20 s: too short under load
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # default 20 s: short
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     from prefect.client.schemas.objects import FlowRun
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration

@@ -109,15 +109,18 @@ def test_train_job_pulls_its_inputs_and_pushes_its_outputs() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
 
 
-def test_work_pool_template_renders_a_valid_gpu_job_for_a_flow_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class NoApi:
+    """The Prefect client handed to the render: our template holds no block or variable references, so the
+    worker configuration must never need the API (any use fails the test)."""
+
+    def __getattr__(self, name: str) -> None:
+        raise AssertionError(f"rendering the template asked the Prefect API for {name}")
+
+
+def test_work_pool_template_renders_a_valid_gpu_job_for_a_flow_run() -> None:
     """The gemma3-27b deployment's job variables through prefect-kubernetes' own job configuration, as its
     worker prepares a flow run; the manifest it would submit must pass Kubernetes' schema. (Prefect's own
     default template puts `completions`/`parallelism` in the pod spec, which this check refuses.)"""
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))  # the temporary server resolving the template's refs
-    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # default 20 s: short
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     from prefect.client.schemas.objects import FlowRun
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
@@ -126,7 +129,9 @@ def test_work_pool_template_renders_a_valid_gpu_job_for_a_flow_run(
     jsonschema.validate(job_variables, template["variables"])  # what the server checks on `prefect deploy`
     defaults = {k: v["default"] for k, v in template["variables"]["properties"].items() if "default" in v}
     config = asyncio.run(
-        KubernetesWorkerJobConfiguration.from_template_and_values(template, {**defaults, **job_variables})
+        KubernetesWorkerJobConfiguration.from_template_and_values(
+            template, {**defaults, **job_variables}, client=NoApi()
+        )
     )
     flow_run = FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), name="gentle-otter", parameters={"p": 1})
     config.prepare_for_flow_run(flow_run)

@@ -33,6 +33,7 @@ from logicflow.tracking import study_parent_run
 logger = logging.getLogger(__name__)
 
 CALIBRATION_PROMPTS = 16  # training prompts the pruning rule measures the layers on
+SHIPS_WHOLE_MODEL = ("full", "prune_lora")  # the others ship an adapter on top of the unchanged base
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ def run(cfg: Config, paths: Paths, method: str | None = None) -> CompareResult:
         "train_time_s": trained.runtime_s,
         "tokens_per_s": trained.tokens_per_s,
         "peak_memory_bytes": metrics["peak_memory_bytes"],
-        "size_bytes": metrics["merged_bytes"] if method == "full" else metrics["adapter_bytes"],
-        "base_size_bytes": metrics["merged_bytes"] if method == "full" else None,
+        # what a user ships: the model itself when it differs from the base in shape or every weight
+        "size_bytes": metrics["merged_bytes" if method in SHIPS_WHOLE_MODEL else "adapter_bytes"],
         "mlflow_run_id": trained.run_id,
         "eval": json.loads(study.eval_json.read_text())["results"],
         "seconds": round(time.perf_counter() - started, 1),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 from prefect.utilities.urls import url_for
 
+from logicflow import progress
 from logicflow.paths import Paths
 
 # Stages that reach the network (Hugging Face Hub, object store): retried with backoff.
@@ -80,22 +82,13 @@ def dvc(root: Path, *args: str) -> list[str]:
     logger.info("$ dvc %s", " ".join(args))
     lines: list[str] = []
     proc = subprocess.Popen(
-        argv,
-        cwd=root,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        bufsize=1,
+        argv, cwd=root, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
     )
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.rstrip("\n").split("\r")[-1].rstrip()  # progress bars: keep the last redraw only
-        if line:
-            lines.append(line)
-            logger.info(line)
+    output = io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline="")
+    for line in progress.throttled(output, progress.ProgressThrottle(), live=progress.terminal()):
+        lines.append(line)  # progress bars: one line per 10% or per minute (live bars stay on a terminal)
+        logger.info(line)
     if proc.wait() != 0:
         diagnosed = [line for line in lines if line.startswith(USER_ERROR)]
         user_error = bool(diagnosed)

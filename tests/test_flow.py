@@ -439,6 +439,39 @@ def test_full_deployment_run_equals_dvc_repro(
 
 
 @pytest.mark.slow
+def test_flow_run_log_holds_a_few_lines_per_progress_bar(
+    served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
+) -> None:
+    """The stages' tqdm bars (train, generation) reach the flow-run log once per 10% or minute, not once
+    per redraw."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from logicflow.progress import PERCENT, bar_name
+
+    _, state = served
+    with (
+        temporary_settings({PREFECT_API_URL: state["prefect"]["api_url"]}),
+        get_client(sync_client=True) as api,
+    ):
+        flow_run_id = LogFilterFlowRunId(any_=[full_run.flow_run_id])
+        logs = api.read_logs(log_filter=LogFilter(flow_run_id=flow_run_id), limit=10_000)
+    bars, repeats = set(), []
+    last: dict[str, tuple[str, float]] = {}  # bar -> its last line's tens of percent and time
+    for log in sorted(logs, key=lambda log: log.timestamp):
+        if match := PERCENT.search(log.message):
+            bar, at, tens = bar_name(log.message), log.timestamp.timestamp(), match[1].zfill(3)[:-1]
+            before = last.get(bar)
+            if before and before[0] == tens and at - before[1] < 59:
+                repeats.append(log.message)  # same 10% step again within a minute: a redraw got through
+            bars.add(bar)
+            last[bar] = (tens, at)
+    assert bars, "no progress bar reached the flow-run log"
+    assert repeats == []
+
+
+@pytest.mark.slow
 def test_compare_deployment_runs_the_study_and_dvc_agrees(
     served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
 ) -> None:

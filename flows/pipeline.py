@@ -4,6 +4,9 @@
     prefect deployment run logicflow/full -p overrides='{"lora.r": 8}'    # a DVC experiment, see below
     python flows/pipeline.py --profile smoke --set lora.r=8               # one run in this process
 
+Every run starts with `logicflow preflight` (token, Hub access, disk, memory, servers); a problem stops it
+before any stage, with one line per problem saying how to fix it.
+
 Each task runs `dvc repro <stage> --single-item` in pipeline order, so `dvc.lock` records every run and
 either front door (`dvc repro` or a deployment run) leaves nothing for the other to do. The stages that
 touch the network (base model and dataset fetch, publish, `dvc push`) retry with backoff; the others fail
@@ -186,6 +189,23 @@ def check_params(root: Path, profile: str | None, overrides: dict[str, Any]) -> 
     return settings
 
 
+@task(name="preflight", task_run_name="preflight", cache_policy=NO_CACHE)
+def preflight(root: Path, profile: str | None, overrides: dict[str, Any]) -> None:
+    """`logicflow preflight` on the run's settings: token, Hub access, disk, memory, servers, one line each.
+    A problem fails the run before any stage starts (never retried: the lines say what to fix)."""
+    logger = get_run_logger()
+    argv = [sys.executable, "-m", "logicflow.cli", "preflight", "--root", str(root)]
+    argv += ["--profile", profile] if profile else []
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    done = subprocess.run(argv, cwd=root, env=_env(), capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        logger.info(line)
+    if done.returncode != 0:
+        found = [line for line in done.stdout.splitlines() if line.startswith("problem")]
+        raise StageFailed("; ".join(found) or done.stderr.strip()[-500:], user_error=True)
+
+
 @task(name="dvc-repro", task_run_name="dvc repro {stage}", cache_policy=NO_CACHE)
 def reproduce(root: Path, stage: str) -> str:
     """`dvc repro <stage> --single-item`: runs the stage (every item of a foreach group) only if its deps,
@@ -349,6 +369,7 @@ def logicflow(
     root = project_root()
     order = [target(pipeline, stage) for stage in plan(root, stages, pipeline)]
     settings = check_params(root, profile, overrides or {})
+    preflight(root, profile, overrides or {})
     before = _digest(Outputs(root, None).json(Paths.from_root(root).mlflow_run_file))
     exp, done, seconds = None, {}, {}
     if settings:  # another profile or overrides: a DVC experiment, outside the workspace

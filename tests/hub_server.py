@@ -13,6 +13,10 @@ ours. It implements the routes huggingface_hub 2.4 calls for what LogicFlow does
     GET  /api/models/<ns>/<name>/tree/<rev>                list_repo_files / list_repo_tree
     POST /api/models/<ns>/<name>/branch/<branch>           create_branch
     GET  /api/models/<ns>/<name>[/revision/<rev>]          model_info / repo_info
+    GET  /api/models/<ns>/<name>/auth-check[/write]        auth_check (403 GatedRepo for `hub.gated`)
+    GET  /api/whoami-v2                                    whoami: `hub.user`, `hub.role`, `hub.orgs`
+    HEAD /                                                 "is the Hub reachable"
+`/api/datasets/<ns>/<name>/...` reach the same repos under the id `datasets/<ns>/<name>`.
 
 Repos live in memory as commit chains per branch. Every request needs `Authorization: Bearer <token>`.
 `hub.fail("commit", 503)` makes the next commit request fail; `after_apply=True` records the commit first and
@@ -89,6 +93,8 @@ class Hold:
 class HubServer:
     def __init__(self, token: str, host: str = "127.0.0.1") -> None:
         self.token = token
+        self.user, self.role, self.orgs = "logicflow-test", "write", ["logicflow"]  # who the token is
+        self.gated: set[str] = set()  # repos the token has not been granted
         self.repos: dict[str, Repo] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.holds: dict[str, Hold] = {}
@@ -131,6 +137,15 @@ class HubServer:
 
     def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
         return self.commits(repo_id, branch)[-1].files
+
+    def add_repo(self, repo_id: str, kind: str = "model") -> Repo:
+        """A repo someone else made (a base model, a dataset): one commit holding a README."""
+        key = repo_id if kind == "model" else f"datasets/{repo_id}"
+        repo = self.repos[key] = Repo(key, private=False)
+        self.new_commit(
+            repo, "main", "initial commit", "", {"README.md": b"# " + repo_id.encode()}, ["README.md"]
+        )
+        return repo
 
     def count(self, method: str, route: str) -> int:
         return sum(1 for m, p, _ in self.requests if m == method and f"/{route}/" in p + "/")
@@ -199,8 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
-        if parts[:2] == ["api", "models"] and len(parts) >= 4:
-            return "model", f"{parts[2]}/{parts[3]}", (parts[4] if len(parts) > 4 else None), parts[5:], query
+        if parts[:2] in (["api", "models"], ["api", "datasets"]) and len(parts) >= 4:
+            repo_id = f"{'datasets/' if parts[1] == 'datasets' else ''}{parts[2]}/{parts[3]}"
+            return "model", repo_id, (parts[4] if len(parts) > 4 else None), parts[5:], query
         return "/".join(parts), None, None, [], query
 
     def _repo(self, repo_id: str) -> Repo | None:
@@ -222,6 +238,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         kind, repo_id, op, rest, query = self._route()
+        if kind == "api/whoami-v2":
+            orgs = [{"name": org} for org in self.hub.orgs]
+            token = {"role": self.hub.role}
+            return self._send(
+                200, {"type": "user", "name": self.hub.user, "orgs": orgs, "auth": {"accessToken": token}}
+            )
         if kind != "model" or repo_id is None:
             return self._error(404, f"no route {self.path}")
         with self.hub.lock:
@@ -231,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
             repo = self._repo(repo_id)
             if repo is None:
                 return None
+            if op == "auth-check":
+                return self._auth_check(repo_id, write=rest == ["write"])
             rev = "/".join(rest) if rest else "main"
             if op in (None, "revision"):
                 ref = self._branch(repo, rev)
@@ -278,6 +302,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, entries)
         return self._error(404, f"no route {self.path}")
 
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+        self.send_response(200 if self.path == "/" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         body = self._body()
         if not self._authorized():
@@ -323,6 +352,16 @@ class _Handler(BaseHTTPRequestHandler):
         return self._error(404, f"no route {self.path}")
 
     # ---- handlers ----------------------------------------------------------------------------------------
+    def _auth_check(self, repo_id: str, write: bool) -> None:
+        if repo_id in self.hub.gated:
+            return self._error(
+                403, f"Access to {repo_id} is restricted: you must be authenticated", "GatedRepo"
+            )
+        writable = self.hub.role != "read" and repo_id.split("/")[0] in {self.hub.user, *self.hub.orgs}
+        if write and not writable:
+            return self._error(403, f"You don't have write access to {repo_id}")
+        return self._send(200, {})
+
     def _create(self, payload: dict[str, Any]) -> None:
         fault = self._fault("create")
         if fault:

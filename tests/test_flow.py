@@ -561,6 +561,18 @@ def test_bad_params_fail_before_any_stage(served: tuple[Paths, dict[str, Any]]) 
 
 
 @pytest.mark.slow
+def test_a_preflight_problem_fails_the_run_before_any_stage(
+    served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
+) -> None:
+    """Preflight is the run's first task: a batch no machine could hold (the model is known once fetched)
+    stops the run with preflight's line, and no stage starts."""
+    _, state = served
+    result = _trigger(state, overrides={"train.batch_size": 10_000_000})
+    assert result.state == "FAILED" and result.stages == []
+    assert "problem  memory: training needs about" in result.message and "fix:" in result.message
+
+
+@pytest.mark.slow
 def test_transient_failure_is_retried_and_diagnosed_one_is_not(
     served: tuple[Paths, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

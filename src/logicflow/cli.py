@@ -5,6 +5,7 @@ logicflow stage train --profile smoke --set lora.r=8 --resume
 logicflow model fetch                     # resolve the base model into models/base
 logicflow config show --profile gemma3-27b
 logicflow plan --profile gemma3-27b --gpus 4  # memory per GPU, before anything is downloaded
+logicflow preflight --profile cpu         # token, Hub access, disk, memory, servers: one line each
 logicflow up | status | down              # local Prefect + MLflow servers and the deployments
 logicflow run --set lora.r=8              # = make run: trigger logicflow/full, wait, summarise
 logicflow compare-runs                    # params that differ + key metrics, from MLflow
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 
 from logicflow.atomic import NO_SPACE
-from logicflow.errors import Interrupted, LogicFlowError
+from logicflow.errors import Interrupted, LogicFlowError, PreflightFailed
 
 # Offline-friendly defaults; an explicit environment always wins.
 QUIET_ENV = {
@@ -128,6 +129,17 @@ def _plan(args: argparse.Namespace) -> None:
         if compute
         else "\n(compute: run validate on this profile's data or pass --tokens-per-row)"
     )
+
+
+@command("preflight")
+def _preflight(args: argparse.Namespace) -> None:
+    from logicflow import preflight
+
+    findings = preflight.run(_config(args), _paths(args))
+    for finding in findings:
+        print(finding.line())
+    if found := preflight.problems(findings):
+        raise PreflightFailed(f"preflight found {len(found)} problem(s): {', '.join(f.check for f in found)}")
 
 
 def _server_env(args: argparse.Namespace) -> dict[str, str]:
@@ -295,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_parser("show", parents=[common], help="print the effective configuration")
 
+    sub.add_parser(
+        "preflight", parents=[common], help="check token, Hub access, disk, memory and servers before a run"
+    )
     plan = sub.add_parser("plan", parents=[common], help="GPU memory a profile's training needs")
     plan.add_argument("--gpus", type=int, default=1, help="GPUs sharing the model (FSDP full shard)")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")

@@ -52,3 +52,7 @@ class Interrupted(Exception):  # noqa: N818 - a stop, not an error: deliberately
 
 class PublishError(LogicFlowError):
     """A publish target that refuses the upload (never includes the token)."""
+
+
+class PreflightFailed(LogicFlowError):
+    """A preflight check found something that would stop the run (its lines say what and how to fix it)."""

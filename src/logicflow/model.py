@@ -212,6 +212,20 @@ def _builders(model_id: str, revision: str) -> list[tuple[str, Any]]:
 KNOWN_LICENSES = {TINY_MODEL_ID: "apache-2.0", SMOLLM2_ID: "apache-2.0"}
 
 
+def local_source(model_id: str, revision: str, target: Path) -> str | None:
+    """Where `fetch_base_model` would get the model without the Hub, or None when only the Hub has it."""
+    existing = read_manifest(target)
+    if existing and (existing.id, existing.revision) == (model_id, revision):
+        return f"workspace {target}"
+    if read_manifest(user_cache_dir() / "models" / _slug(model_id, revision)):
+        return "machine cache"
+    if model_id == TINY_MODEL_ID:
+        return "tiny model generator"
+    if model_id == SMOLLM2_ID and importlib.util.find_spec(SMOLLM2_GGUF[0]) is not None:
+        return f"python package {SMOLLM2_GGUF[0]}"
+    return None
+
+
 def fetch_base_model(model_id: str, revision: str, target: Path) -> ResolvedModel:
     """Make `target` hold `model_id` (see module docstring for the order) and return its manifest."""
     existing = read_manifest(target)

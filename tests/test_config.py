@@ -63,6 +63,16 @@ def test_warmup_is_steps_or_a_share_never_both() -> None:
         load_config(PARAMS, "cpu", ["train.warmup_steps=7", "train.warmup_ratio=0.03"])
 
 
+def test_published_artifacts_must_exist_for_the_method() -> None:
+    assert load_config(PARAMS, "cpu", ["publish.artifacts=[adapter]"]).publish.artifacts == ["adapter"]
+    with pytest.raises(ConfigError, match="full fine-tuning has no adapter"):
+        load_config(PARAMS, "cpu", ["lora.method=full", "publish.artifacts=[adapter]"])
+    with pytest.raises(ConfigError, match="prompt tuning cannot be merged"):
+        load_config(PARAMS, "cpu", ["lora.method=prompt_tuning", "publish.artifacts=[merged]"])
+    sampling = load_config(PARAMS, "gemma3-27b").card.sampling.settings()
+    assert sampling == {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "top_k": 64}  # its card's advice
+
+
 def test_precedence_defaults_sections_profile_overrides(params: dict) -> None:
     cfg = build_config(params, "smoke", ["lora.r=12"])
     assert cfg.lora.r == 12  # override beats profile (4)

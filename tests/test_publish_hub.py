@@ -201,3 +201,39 @@ def test_a_public_repo_is_never_pushed_to_when_private_is_asked(hub: HubServer, 
     with pytest.raises(PublishError, match="exists and is public, but publish.private is true"):
         push_folder(_target(hub), paths.card.dir, "f" * 64, "msg")
     assert [c.title for c in hub.commits(REPO)] == ["initial commit"]
+
+
+def test_an_adapter_only_repo_loads_with_peft_on_the_pinned_base(
+    hub: HubServer, models: Path, tmp_path: Path
+) -> None:
+    """publish.artifacts: [adapter] pushes the adapter at the top level (no merged weights) with a card that
+    says how to load it, and card.sampling lands in generation_config.json; the downloaded repo loads with
+    PeftModel on the base and computes what the merged model computes."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    paths = write_run(tmp_path / "project", models)
+    cfg = _cfg("publish.artifacts=[adapter]", "card.sampling.temperature=0.7", "card.sampling.top_k=64")
+    card.run(cfg, paths)
+    result = publish.run(cfg, paths)
+    assert [(t.target, t.status) for t in result.targets] == [("local", "written"), ("hub", "pushed")]
+    files = hub.files(REPO)
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= set(files)
+    assert not [name for name in files if name.startswith(("model", "adapter/"))]  # no merged weights
+    readme = files["README.md"].decode()
+    assert "base_model_relation: adapter" in readme and "library_name: peft" in readme
+    assert f'PeftModel.from_pretrained(base, "{REPO}")' in readme and 'revision="main"' in readme
+    assert "do_sample=True, temperature=0.7, top_k=64" in readme
+
+    download = tmp_path / "download"
+    for name, content in files.items():
+        (download / name).parent.mkdir(parents=True, exist_ok=True)
+        (download / name).write_bytes(content)
+    sampling = GenerationConfig.from_pretrained(download)
+    assert (sampling.do_sample, sampling.temperature, sampling.top_k) == (True, 0.7, 64)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(paths.base_model), download).eval()
+    merged = AutoModelForCausalLM.from_pretrained(paths.merged).eval()
+    tokens = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        assert torch.allclose(tuned(tokens).logits, merged(tokens).logits, atol=1e-4)

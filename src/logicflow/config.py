@@ -220,11 +220,26 @@ class EvalConfig(Section):
         return own.max_new_tokens if own and own.max_new_tokens is not None else self.max_new_tokens
 
 
+class SamplingConfig(Section):
+    """Sampling recommended to users of the published model: generation_config.json and the card (all None:
+    greedy decoding, the model's own defaults)."""
+
+    temperature: float | None = Field(None, gt=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: PosInt | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The generation_config.json keys it sets (do_sample once any is given)."""
+        chosen = {k: v for k, v in self.model_dump().items() if v is not None}
+        return {"do_sample": True, **chosen} if chosen else {}
+
+
 class CardConfig(Section):
     model_name: str = "LogicFlow-SmolLM2-135M-thinking"
     license: str | None = Field(None, description="None = inherit from the base model")
     language: list[str] = Field(default_factory=lambda: ["en"])
     tags: list[str] = Field(default_factory=lambda: ["lora", "reasoning", "logicflow"])
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
 class GateConfig(Section):
@@ -243,6 +258,12 @@ class GateConfig(Section):
 
 class PublishConfig(Section):
     targets: list[Literal["local", "hub", "mlflow"]] = Field(default_factory=lambda: ["local", "mlflow"])
+    artifacts: list[Literal["merged", "adapter"]] = Field(
+        default_factory=lambda: ["merged", "adapter"],
+        description="merged: full weights at the top level (with the adapter in adapter/ when both); "
+        "[adapter]: an adapter-only repo, loaded with PeftModel on the base",
+        min_length=1,
+    )
     repo_id: str = "logicflow/LogicFlow-SmolLM2-135M-thinking"
     private: bool = True
     revision: str = "main"
@@ -307,6 +328,12 @@ class Config(Section):
     def _consistent(self) -> Config:
         if self.lora.method == "lora" and self.lora.alpha > 64 * self.lora.r:
             raise ValueError("lora.alpha is over 64x lora.r; check the values")
+        if self.lora.method == "full" and self.publish.artifacts == ["adapter"]:
+            raise ValueError("publish.artifacts: full fine-tuning has no adapter; use [merged]")
+        if self.lora.method == "prompt_tuning" and "adapter" not in self.publish.artifacts:
+            raise ValueError("publish.artifacts: prompt tuning cannot be merged into weights; add adapter")
+        if len(set(self.publish.artifacts)) != len(self.publish.artifacts):
+            raise ValueError("publish.artifacts: each of merged, adapter at most once")
         return self
 
     @property

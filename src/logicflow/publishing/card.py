@@ -226,8 +226,9 @@ def card_data(d: RunData) -> ModelCardData:
     return ModelCardData(
         language=d.language,
         license=d.license,
-        library_name=LIBRARY_NAME,
+        library_name="peft" if d.adapter_only else LIBRARY_NAME,
         base_model=d.base.id,
+        base_model_relation="adapter" if d.adapter_only else None,
         datasets=[ds.hub_id for ds in d.datasets] if d.data_from_hub else None,
         tags=d.tags,
         pipeline_tag=PIPELINE_TAG,
@@ -416,10 +417,13 @@ def citation(d: RunData) -> str:
 
 
 def attachments(d: RunData) -> dict[str, str]:
-    """The JSON files the card links (file name -> content), written beside it and published with it."""
+    """The JSON files the card links (file name -> content), written beside it and published with it, and
+    generation_config.json with the recommended sampling when card.sampling sets any."""
     files: dict[str, Any] = {LINKED.training_params.name: d.params_report}
     if d.validation_report is not None:
         files[LINKED.validation_summary.name] = d.validation_report
+    if d.sampling:  # replaces the model's own file in the published folder (logicflow.publishing.repo)
+        files["generation_config.json"] = d.generation_config
     return {name: json.dumps(data, indent=2, sort_keys=True) + "\n" for name, data in files.items()}
 
 
@@ -471,6 +475,7 @@ def render_body(d: RunData) -> str:
                 eval_settings=_settings(d.eval.config),
                 alpha=d.eval.config.get("alpha"),
                 max_new_tokens=_max_new_tokens(d.eval.config),
+                decoding=", ".join(f"{k}={v!r}" for k, v in (d.sampling or {"do_sample": False}).items()),
                 fence=fence_for(template),
                 limitations=limitations(d),
                 citation=citation(d),

@@ -171,7 +171,9 @@ class RunData:
     inference: dict[str, dict[str, Any]] | None
     inference_extra: dict[str, Any]
     chat_template: str | None
-    generation_config: dict[str, Any]
+    generation_config: dict[str, Any]  # what the published generation_config.json holds
+    sampling: dict[str, Any]  # the recommended sampling it sets (card.sampling), empty for greedy
+    artifacts: list[str]  # publish.artifacts: merged, adapter
     train_manifest: dict[str, Any]  # models/merged/logicflow_train.json: method, merged, dtype (train stage)
     lineage: Lineage
     loss_plot: Path | None
@@ -193,6 +195,11 @@ class RunData:
         if self.method == "full":
             return "full"
         return "base" if self.train_manifest.get("merged") is False else "merged"
+
+    @property
+    def adapter_only(self) -> bool:
+        """The repo holds the adapter alone (publish.artifacts: [adapter]): load it on the base with PEFT."""
+        return "merged" not in self.artifacts
 
     @property
     def data_from_hub(self) -> bool:
@@ -446,6 +453,11 @@ def read_generation_config(model_dir: Path) -> dict[str, Any]:
     return {k: v for k, v in sorted(raw.items()) if not k.startswith("_") and k != "transformers_version"}
 
 
+def generation_config(model_dir: Path, sampling: dict[str, Any]) -> dict[str, Any]:
+    """The model's generation_config.json with the recommended sampling (card.sampling) set."""
+    return dict(sorted({**read_generation_config(model_dir), **sampling}.items()))
+
+
 def resolve_license(cfg: Config, base: ResolvedModel) -> str:
     license_ = cfg.card.license or base.license
     if not license_:
@@ -550,7 +562,9 @@ def collect(cfg: Config, paths: Paths) -> RunData:
         inference=inference,
         inference_extra=inference_extra,
         chat_template=read_chat_template(paths.merged),
-        generation_config=read_generation_config(paths.merged),
+        generation_config=generation_config(paths.merged, cfg.card.sampling.settings()),
+        sampling=cfg.card.sampling.settings(),
+        artifacts=list(cfg.publish.artifacts),
         train_manifest=read_train_manifest(paths.merged),
         lineage=lineage,
         loss_plot=loss_plot,

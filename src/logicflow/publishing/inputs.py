@@ -43,7 +43,8 @@ def read_inputs(cfg: Config, paths: Paths, needs_run: bool) -> PublishInputs:
         raise PublishError(f"{exc}; the card is stale or damaged, re-run `dvc repro card`") from None
     run = read_json(paths, paths.mlflow_run_file, "train", required=needs_run) or {}
     metrics = read_json(paths, paths.train_reports.metrics, "train")
-    verify_weights(paths.merged, metrics.get("merged_sha256"))
+    if "merged" in cfg.publish.artifacts:
+        verify_weights(paths.merged, metrics.get("merged_sha256"))
     manifest = read_manifest(paths.base_model)
     base = {"id": manifest.id, "revision": manifest.revision, "sha256": manifest.sha256} if manifest else {}
     plan = plan_repo(
@@ -54,5 +55,6 @@ def read_inputs(cfg: Config, paths: Paths, needs_run: bool) -> PublishInputs:
         # the run URL points at this machine's MLflow server: it stays local, the run id travels
         run={k: run.get(k) for k in ("run_id", "experiment_id") if run.get(k)},
         extra={"model_name": cfg.card.model_name, "repo_id": cfg.publish.repo_id, "base_model": base},
+        artifacts=tuple(cfg.publish.artifacts),
     )
     return PublishInputs(report, run, plan)

@@ -7,6 +7,8 @@ Layout (the same on disk, in the MLflow registry and on the Hub):
     config.json  generation_config.json  model*.safetensors  tokenizer*.json  chat_template.jinja  ...
     adapter/adapter_config.json  adapter/adapter_model.safetensors  adapter/tokenizer*  ...
 
+`publish.artifacts: [adapter]` publishes the adapter files at the top level instead, without merged weights.
+
 `logicflow.json` names the run and carries the folder's fingerprint: a SHA-256 over every other file's path
 and SHA-256. Equal fingerprints mean byte-identical repositories, which is how every target recognises a
 re-publish of an unchanged model.
@@ -135,30 +137,39 @@ def verify_weights(model_dir: Path, expected_sha256: str | None) -> None:
 
 
 def plan_repo(
-    merged: Path, adapter: Path, card_dir: Path, eval_json: Path, run: dict[str, Any], extra: dict[str, Any]
+    merged: Path,
+    adapter: Path,
+    card_dir: Path,
+    eval_json: Path,
+    run: dict[str, Any],
+    extra: dict[str, Any],
+    artifacts: tuple[str, ...] = ("merged", "adapter"),
 ) -> RepoPlan:
-    """Choose the files and compute the fingerprint (reads every file once)."""
-    files = [SourceFile(f.name, f) for f in _matching(merged, MODEL_FILES)]
-    if not any(f.path_in_repo.endswith(".safetensors") for f in files):
-        raise PublishError(f"{merged}: no *.safetensors weights; re-run `dvc repro train`")
-    if not (merged / "config.json").is_file():
-        raise PublishError(f"{merged}: no config.json; re-run `dvc repro train`")
+    """Choose the files and compute the fingerprint (reads every file once). `artifacts` (publish.artifacts):
+    the merged model at the top level, the adapter in adapter/ beside it, or the adapter alone at the top."""
+    chosen: dict[str, SourceFile] = {}
+    if "merged" in artifacts:
+        chosen |= {f.name: SourceFile(f.name, f) for f in _matching(merged, MODEL_FILES)}
+        if not any(name.endswith(".safetensors") for name in chosen):
+            raise PublishError(f"{merged}: no *.safetensors weights; re-run `dvc repro train`")
+        if "config.json" not in chosen:
+            raise PublishError(f"{merged}: no config.json; re-run `dvc repro train`")
+    adapter_files = _matching(adapter, ADAPTER_FILES) if adapter.is_dir() else []
+    if any(f.name == "adapter_config.json" for f in adapter_files):
+        if "adapter" in artifacts:
+            prefix = f"{ADAPTER_DIR}/" if "merged" in artifacts else ""
+            chosen |= {prefix + f.name: SourceFile(prefix + f.name, f) for f in adapter_files}
+    elif "adapter" in artifacts and _train_method(merged) != "full":  # full fine-tuning has no adapter
+        raise PublishError(f"{adapter}: no adapter_config.json; re-run `dvc repro train`")
     card = card_dir / "README.md"
     if not card.is_file():
         raise PublishError(f"{card}: not found; run the `card` stage first (`dvc repro card`)")
-    files.append(SourceFile("README.md", card))
-    for extra_file in sorted(card_dir.iterdir()):
-        if extra_file.is_file() and extra_file.name != "README.md":
-            files.append(SourceFile(extra_file.name, extra_file))
+    # the card stage's files win: its generation_config.json carries the recommended sampling
+    chosen |= {f.name: SourceFile(f.name, f) for f in sorted(card_dir.iterdir()) if f.is_file()}
     if not eval_json.is_file():
         raise PublishError(f"{eval_json}: not found; run the `evaluate` stage first")
-    files.append(SourceFile("eval.json", eval_json))
-    adapter_files = _matching(adapter, ADAPTER_FILES) if adapter.is_dir() else []
-    if any(f.name == "adapter_config.json" for f in adapter_files):
-        files += [SourceFile(f"{ADAPTER_DIR}/{f.name}", f) for f in adapter_files]
-    elif _train_method(merged) != "full":  # full fine-tuning has no adapter; every other method must
-        raise PublishError(f"{adapter}: no adapter_config.json; re-run `dvc repro train`")
-    files.sort(key=lambda f: f.path_in_repo)
+    chosen["eval.json"] = SourceFile("eval.json", eval_json)
+    files = sorted(chosen.values(), key=lambda f: f.path_in_repo)
     digests = {f.path_in_repo: file_sha256(f.source) for f in files}
     manifest = {"fingerprint": fingerprint(digests), "files": digests, "run": run, **extra}
     return RepoPlan(files=files, manifest=manifest)

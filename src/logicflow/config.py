@@ -65,6 +65,11 @@ class DataConfig(Section):
     """Fetch, convert and mix the three reasoning datasets."""
 
     source: Literal["auto", "hub", "offline"] = Field("auto", description="auto = hub when reachable")
+    format: Literal["thinking", "react"] = Field(
+        "thinking",
+        description="how the reasoning is rendered: a thinking block before the answer, or a ReAct trace "
+        "(Thought / Action / Observation ... Final Answer) in the assistant turn",
+    )
     datasets: dict[str, DatasetSource] = Field(
         default_factory=lambda: {name: DatasetSource() for name in DATASET_NAMES}
     )

@@ -6,13 +6,16 @@ r"""Scoring of generated answers: thinking split, math answer extraction, math-v
 
 Thinking is allowed for every model: the answer is what follows the last `</think>`. A response that opens
 `<think>` and never closes it (cut off at the budget, or rambling) is all thinking: its answer part is
-empty. A response with no `<think>` at all (a base model that does not think) is all answer.
+empty. A ReAct trace (`data.format: react`) splits at its last "Final Answer:". A response with neither
+(a base model that does not think) is all answer.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+
+from logicflow import react
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 MATH_VERIFY_TIMEOUT_S = 5  # math-verify times out with signal.alarm, which only works in the main thread
@@ -28,6 +31,9 @@ def split_thinking(text: str) -> tuple[str, str]:
         if THINK_OPEN in text:
             before, _, thinking = text.partition(THINK_OPEN)
             return thinking.strip(), before.strip()
+        if react.FINAL in text:  # a ReAct trace: the steps are the thinking, the Final Answer the answer
+            steps, _, answer = text.rpartition(react.FINAL)
+            return steps.strip(), answer.strip()
         return "", text.lstrip("\r\n").rstrip()
     thinking, _, answer = text.rpartition(THINK_CLOSE)
     return thinking.replace(THINK_OPEN, "", 1).strip(), answer.lstrip("\r\n").rstrip()

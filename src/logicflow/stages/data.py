@@ -7,6 +7,8 @@ Outputs (see `Paths`): `data/raw/<dataset>.parquet` in each upstream schema,
 `data/heldout/math.jsonl` (always from the generator, so it is disjoint from generated training rows by
 construction) and `reports/data.json`. With `data.replay.rows` > 0 the mix also holds replay rows: the
 base model (`models/base`) answering generic code and instruction prompts (`logicflow.datasets.replay`).
+With `data.format: react` the reasoning is moved into the assistant turn as a ReAct trace
+(`logicflow.react`).
 
 Everything is computed in memory first and written at the end, each file atomically, so a failure leaves the
 previous outputs untouched. Raw tables are round-tripped through parquet bytes before conversion, so the
@@ -33,6 +35,7 @@ from logicflow.datasets.replay import replay_rows
 from logicflow.datasets.sources import Source, resolve_source, upstream_sample
 from logicflow.datasets.summary import data_summary
 from logicflow.paths import Paths
+from logicflow.react import as_react
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,8 @@ def run(cfg: Config, paths: Paths) -> DataResult:
         )
         unified.append(replay)
     train, validation = mix(unified, data.seed, data.val_fraction)
+    if data.format == "react":
+        train, validation = as_react(train), as_react(validation)
     rejected = [row for prepared in datasets.values() for row in prepared.set_aside]
 
     outputs: dict[Path, bytes] = {paths.raw(name): prepared.raw for name, prepared in datasets.items()}

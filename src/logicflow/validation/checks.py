@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from logicflow import react
 from logicflow.validation.tables import KEY, THINKING_OPTIONAL
 
 # Reasoning markers of the three sources; none may survive the conversion into `thinking`/messages.
@@ -157,6 +158,8 @@ def unified_frame(table: pa.Table, splits: pa.Array | None = None) -> pd.DataFra
     ].str.contains(BOXED_REQUEST, regex=False).fillna(False).to_numpy(bool)
     frame["final_answer"] = frame["answer"].fillna("").str.strip()
     frame["boxed_answer"] = pd.Series([last_boxed(t) for t in frame["final"]], index=frame.index, dtype="str")
+    traces = [react.problem(t if isinstance(t, str) else "") or "" for t in frame["final"]]
+    frame["react_problem"] = pd.Series(traces, index=frame.index, dtype="str")
     frame["prompt_key"] = normalize_ws(pa.array(frame["prompt"], pa.large_string())).to_pandas()
     return frame
 

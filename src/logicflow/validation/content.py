@@ -34,6 +34,7 @@ CHECKED_COLUMNS = sorted(
         "text",
         "final_answer",
         "boxed_answer",
+        "react_problem",
         "answer_required",
         "thinking_required",
         "n_tokens",
@@ -57,7 +58,7 @@ def content_suites(cfg: Config, raw_names: list[str]) -> ContentSuites:
     """The content checks for these raw datasets, with `validate.mostly` resolved (a ConfigError names an
     unknown check)."""
     v = cfg.validate_
-    unified = suites.unified_content(cfg.train.cutoff_len, v.overlong, v.dedupe)
+    unified = suites.unified_content(cfg.train.cutoff_len, v.overlong, v.dedupe, cfg.data.format)
     raw = {name: suites.raw_content(name) for name in raw_names}
     parse = suites.upstream_parse()
     every = unified + parse + [c for name in raw_names for c in raw[name]]

@@ -8,8 +8,9 @@ on (the family name applies to all checks of the family; a check name wins). Raw
   source known (rows); raw: columns, types, required values, openr1_math uuids and per-generation lists.
 - chat_structure: roles in order (optional system, user/assistant alternating, ending with assistant), only
   allowed roles, no empty or whitespace-only turn; raw: the upstream turn roles, a non-blank prompt.
-- reasoning_format: thinking present, no reasoning tag left over, a final answer and a parseable `\boxed{}`
-  for math rows; raw: each source's own tags present, balanced and in order, an answer after them.
+- reasoning_format: thinking present (`data.format: react`: a well-formed ReAct trace instead), no reasoning
+  tag left over, a final answer and a parseable `\boxed{}` for math rows; raw: each source's own tags
+  present, balanced and in order, an answer after them.
 - text_hygiene: valid UTF-8, no NUL/control characters, no chat-template tokens inside content.
 - length: within `train.cutoff_len` tokens (or, with `overlong: truncate`, the answer starts before the cut;
   with `overlong: drop`, longer rows go to quarantine as `overlong_dropped` without counting against
@@ -151,8 +152,28 @@ def unified_schema() -> list[Check]:
     return table_checks(UNIFIED, UNIFIED_COLUMNS)
 
 
-def unified_content(cutoff_len: int, overlong: str, dedupe: bool) -> list[Check]:
+def unified_content(
+    cutoff_len: int, overlong: str, dedupe: bool, data_format: str = "thinking"
+) -> list[Check]:
     t = UNIFIED
+    reasoning = (
+        Check(
+            "react_structure",
+            "reasoning_format",
+            t,
+            "the answer turn is a ReAct trace: Thought first, each Action `tool[input]` answered by an "
+            "Observation, one Final Answer last (logicflow.react; replay rows carry none)",
+            _regex("react_problem", r"^$", **_when("thinking_required")),
+        )
+        if data_format == "react"
+        else Check(
+            "thinking_present",
+            "reasoning_format",
+            t,
+            "the thinking text is not blank (replay rows carry none: see logicflow.datasets.replay)",
+            _regex("thinking", NOT_BLANK, **_when("thinking_required")),
+        )
+    )
     found = [
         *table_checks(t, UNIFIED_COLUMNS),
         *not_null_checks(t, UNIFIED_COLUMNS),
@@ -185,13 +206,7 @@ def unified_content(cutoff_len: int, overlong: str, dedupe: bool) -> list[Check]
             "no empty or whitespace-only turn (shortest turn >= 1 char)",
             _between("min_turn_chars", min_value=1),
         ),
-        Check(
-            "thinking_present",
-            "reasoning_format",
-            t,
-            "the thinking text is not blank (replay rows carry none: see logicflow.datasets.replay)",
-            _regex("thinking", NOT_BLANK, **_when("thinking_required")),
-        ),
+        reasoning,
         Check(
             "reasoning_tags",
             "reasoning_format",
@@ -486,7 +501,7 @@ def upstream_parse() -> list[Check]:
 
 def all_check_names(datasets: list[str], cutoff_len: int = 512) -> list[str]:
     names = [ch.name for ch in unified_content(cutoff_len, "quarantine", True) + upstream_parse()]
-    names += ["answer_truncated", OVERLONG["drop"]]
+    names += ["answer_truncated", OVERLONG["drop"], "react_structure"]
     for name in datasets:
         names += [ch.name for ch in raw_content(name)]
     return names

@@ -70,7 +70,7 @@ def test_published_artifacts_must_exist_for_the_method() -> None:
     with pytest.raises(ConfigError, match="prompt tuning cannot be merged"):
         load_config(PARAMS, "cpu", ["lora.method=prompt_tuning", "publish.artifacts=[merged]"])
     sampling = load_config(PARAMS, "gemma3-27b").card.sampling.settings()
-    assert sampling == {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "top_k": 64}  # its card's advice
+    assert sampling == {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "top_k": 64}  # as its card says
 
 
 def test_precedence_defaults_sections_profile_overrides(params: dict) -> None:

@@ -7,7 +7,12 @@ ours. It implements the routes huggingface_hub 2.4 calls for what LogicFlow does
 
     POST /api/repos/create                                 create_repo (409 + url when it exists)
     POST /api/validate-yaml                                README.md front matter check in create_commit
-    POST /api/models/<ns>/<name>/preupload/<rev>           upload modes: always "regular" (no LFS/Xet)
+    POST /api/models/<ns>/<name>/preupload/<rev>           "lfs" for files the repo's .gitattributes sends
+                                                           to LFS or over `hub.lfs_threshold`, else "regular"
+    POST /<ns>/<name>.git/info/lfs/objects/batch           Git LFS batch API: an upload + verify action per
+                                                           object the store lacks (none when it has it)
+    PUT  /lfs/<oid>                                        the upload (no auth, like a presigned S3 URL)
+    POST /lfs/<oid>/verify                                 the stored bytes must hash to <oid>
     POST /api/models/<ns>/<name>/commit/<rev>              NDJSON commit; honours parentCommit (412)
     GET  /api/models/<ns>/<name>/commits/<rev>             list_repo_commits (newest first)
     GET  /api/models/<ns>/<name>/tree/<rev>                list_repo_files / list_repo_tree
@@ -18,7 +23,10 @@ ours. It implements the routes huggingface_hub 2.4 calls for what LogicFlow does
     HEAD /                                                 "is the Hub reachable"
 `/api/datasets/<ns>/<name>/...` reach the same repos under the id `datasets/<ns>/<name>`.
 
-Repos live in memory as commit chains per branch. Every request needs `Authorization: Bearer <token>`.
+Repos live in memory as commit chains per branch; LFS objects in one store by SHA-256 (a commit's `lfsFile`
+lines must name stored objects). Every request but the LFS PUT needs `Authorization: Bearer <token>`.
+Xet is not implemented: while the server runs, huggingface_hub in this process and its children is pinned to
+LFS (`HF_HUB_DISABLE_XET`; with hf_xet installed the real Hub would be sent Xet uploads instead).
 `hub.fail("commit", 503)` makes the next commit request fail; `after_apply=True` records the commit first and
 then answers 503, as when a response is lost after the Hub has done the work. `hub.hold("commit")` parks the
 next commit request (before or after it is applied) until the test, having killed the client, releases it.
@@ -31,8 +39,10 @@ next commit request (before or after it is applied) until the test, having kille
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,6 +105,9 @@ class HubServer:
         self.token = token
         self.user, self.role, self.orgs = "logicflow-test", "write", ["logicflow"]  # who the token is
         self.gated: set[str] = set()  # repos the token has not been granted
+        self.lfs_threshold = 10 * 1024 * 1024  # the Hub sends files over 10 MB through LFS
+        self.lfs: dict[str, bytes] = {}  # verified LFS objects by SHA-256
+        self.lfs_pending: dict[str, bytes] = {}  # uploaded, not verified yet
         self.repos: dict[str, Repo] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.holds: dict[str, Hold] = {}
@@ -107,12 +120,28 @@ class HubServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> HubServer:
+        self._pin_lfs(True)
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+        self._pin_lfs(False)
+
+    def _pin_lfs(self, on: bool) -> None:
+        """No Xet here: huggingface_hub in this process and its children takes the LFS path while we run."""
+        from huggingface_hub import constants
+
+        if on:
+            self._xet_before = (os.environ.get("HF_HUB_DISABLE_XET"), constants.HF_HUB_DISABLE_XET)
+            os.environ["HF_HUB_DISABLE_XET"], constants.HF_HUB_DISABLE_XET = "1", True
+            return
+        env, constants.HF_HUB_DISABLE_XET = self._xet_before
+        if env is None:
+            os.environ.pop("HF_HUB_DISABLE_XET", None)
+        else:
+            os.environ["HF_HUB_DISABLE_XET"] = env
 
     # ---- test helpers ------------------------------------------------------------------------------------
     def fail(
@@ -197,7 +226,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"error": message}, headers)
 
     def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []  # a streamed upload (httpx sends a file object chunked)
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        self.rfile.readline()
+        return b"".join(chunks)
 
     def _fault(self, route: str) -> Fault | None:
         queue = self.hub.faults.get(route)
@@ -322,6 +358,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._create(json.loads(body))
             if kind == "api/validate-yaml":
                 return self._validate(json.loads(body))
+            if kind.endswith(".git/info/lfs/objects/batch"):
+                return self._lfs_batch(json.loads(body))
+            if kind.startswith("lfs/") and kind.endswith("/verify"):
+                return self._lfs_verify(kind.split("/")[1], json.loads(body))
             if kind != "model" or repo_id is None:
                 return self._error(404, f"no route {self.path}")
             fault = self._fault(op or "")
@@ -337,7 +377,12 @@ class _Handler(BaseHTTPRequestHandler):
                     200,
                     {
                         "files": [
-                            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                            {
+                                "path": f["path"],
+                                "uploadMode": self._upload_mode(repo, f),
+                                "shouldIgnore": False,
+                            }
+                            for f in files
                         ],
                         "commitOid": repo.branches.get(rev),
                     },
@@ -351,7 +396,50 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._commit(repo, rev, body, fault)
         return self._error(404, f"no route {self.path}")
 
+    def do_PUT(self) -> None:  # noqa: N802 - http.server naming
+        body = self._body()  # an LFS upload: no Authorization, as to a presigned URL
+        kind = self._route()[0]
+        if not kind.startswith("lfs/"):
+            return self._error(404, f"no route {self.path}")
+        with self.hub.lock:
+            fault = self._fault("lfs-put")
+            if fault:
+                return self._error(fault.status, "injected failure", fault=fault)
+            self.hub.lfs_pending[kind.split("/")[1]] = body
+        return self._send(200, {})
+
     # ---- handlers ----------------------------------------------------------------------------------------
+    def _upload_mode(self, repo: Repo, file: dict[str, Any]) -> str:
+        attributes = (
+            repo.commits[next(iter(repo.branches.values()))].files.get(".gitattributes", b"").decode()
+        )
+        lfs_patterns = [line.split()[0] for line in attributes.splitlines() if "filter=lfs" in line]
+        to_lfs = file["size"] > self.hub.lfs_threshold or any(
+            fnmatch.fnmatch(file["path"], p) for p in lfs_patterns
+        )
+        return "lfs" if to_lfs else "regular"
+
+    def _lfs_batch(self, payload: dict[str, Any]) -> None:
+        objects = []
+        for obj in payload["objects"]:
+            entry = {"oid": obj["oid"], "size": obj["size"]}
+            if obj["oid"] not in self.hub.lfs:
+                entry["actions"] = {
+                    "upload": {"href": f"{self.hub.url}/lfs/{obj['oid']}"},
+                    "verify": {"href": f"{self.hub.url}/lfs/{obj['oid']}/verify"},
+                }
+            objects.append(entry)
+        return self._send(200, {"transfer": "basic", "objects": objects})
+
+    def _lfs_verify(self, oid: str, payload: dict[str, Any]) -> None:
+        data = self.hub.lfs_pending.pop(oid, None)
+        if data is None or hashlib.sha256(data).hexdigest() != oid or len(data) != payload["size"]:
+            return self._error(
+                422, f"LFS object {oid}: the uploaded bytes do not match their SHA-256 or size"
+            )
+        self.hub.lfs[oid] = data
+        return self._send(200, {})
+
     def _auth_check(self, repo_id: str, write: bool) -> None:
         if repo_id in self.hub.gated:
             return self._error(
@@ -412,6 +500,13 @@ class _Handler(BaseHTTPRequestHandler):
             if line["key"] == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
                 changed.append(value["path"])
+            elif line["key"] == "lfsFile":
+                if value["oid"] not in self.hub.lfs:
+                    return self._error(
+                        422, f"LFS object {value['oid']} of {value['path']} was never uploaded"
+                    )
+                files[value["path"]] = self.hub.lfs[value["oid"]]
+                changed.append(value["path"])
             elif line["key"] == "deletedFile":
                 files.pop(value["path"], None)
                 changed.append(value["path"])
@@ -420,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
                     files.pop(path)
                 changed.append(value["path"])
             elif line["key"] != "header":
-                return self._error(400, f"unsupported commit operation {line['key']!r} (no LFS here)")
+                return self._error(400, f"unsupported commit operation {line['key']!r}")
         commit = self.hub.new_commit(
             repo, rev, header["summary"], header.get("description", ""), files, changed
         )

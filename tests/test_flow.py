@@ -471,6 +471,57 @@ def test_flow_run_log_holds_a_few_lines_per_progress_bar(
     assert repeats == []
 
 
+def readme_use_it_lines() -> list[str]:
+    """The shell lines of the README's "Use it" section, verbatim."""
+    section = (ROOT / "README.md").read_text().split("## Use it", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```bash\n(.*?)```", section, re.DOTALL)[1].strip().splitlines()
+
+
+@pytest.mark.slow
+def test_readme_use_it_lines_work_in_a_new_shell(
+    served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult
+) -> None:
+    """After a run, a shell that never saw the venv (PATH without it, no server URLs) runs the README's
+    "Use it" lines verbatim: `dvc repro` has nothing to do and the deployment run completes; and
+    `.venv/bin/dvc repro -f` of a stage, without sourcing anything, runs it (the stage finds its CLI)."""
+    paths, _ = served
+    root = paths.root
+    venv = root / ".venv"
+    venv.symlink_to(ROOT / ".venv")  # a checkout's own venv, as `make setup` leaves it
+    try:
+        _use_it_in_a_new_shell(paths)
+    finally:
+        venv.unlink()
+
+
+def _use_it_in_a_new_shell(paths: Paths) -> None:
+    root = paths.root
+    bare = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ["HOME"],
+        "LOGICFLOW_CACHE": str(root.parent / "cache"),
+    }
+    bare |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    lines = readme_use_it_lines()
+    assert lines[0] == "source .logicflow/env" and (root / ".logicflow" / "env").is_file()
+    shell = subprocess.run(
+        ["bash", "-c", "set -e\n" + "\n".join(lines)], cwd=root, env=bare, capture_output=True, text=True
+    )
+    assert shell.returncode == 0, shell.stdout + shell.stderr
+    assert "Data and pipelines are up to date." in shell.stdout
+    assert "Flow run finished successfully in 'Completed'" in shell.stdout + shell.stderr
+
+    forced = subprocess.run(
+        [".venv/bin/dvc", "repro", "-f", "--single-item", "data"],
+        cwd=root,
+        env=bare,
+        capture_output=True,
+        text=True,
+    )
+    assert forced.returncode == 0 and "Running stage 'data'" in forced.stdout, forced.stdout + forced.stderr
+    assert (paths.messages("train")).is_file() and _dvc_status_clean(root)
+
+
 @pytest.mark.slow
 def test_compare_deployment_runs_the_study_and_dvc_agrees(
     served: tuple[Paths, dict[str, Any]], full_run: runs.RunResult

@@ -7,6 +7,7 @@ stood in for; `HfApi`, its request building, NDJSON commits and error mapping ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from pathlib import Path
@@ -237,3 +238,41 @@ def test_an_adapter_only_repo_loads_with_peft_on_the_pinned_base(
     tokens = torch.tensor([[1, 5, 9, 13, 2]])
     with torch.no_grad():
         assert torch.allclose(tuned(tokens).logits, merged(tokens).logits, atol=1e-4)
+
+
+def test_weights_go_through_git_lfs_in_one_commit_even_when_an_upload_fails(hub: HubServer, paths) -> None:
+    """The real Hub takes weights through LFS (batch API, PUT, verify), not as regular commit lines: the
+    push lands exactly one commit whose files hash like the local ones, after one PUT failed with 503.
+    hf_xet is installed and would take over: the stand-in pins the LFS path while it runs (production uses
+    Xet then, see docs/orchestration.md) and sends *.safetensors to LFS through the repo's .gitattributes."""
+    hub.fail("lfs-put", 503)
+    result = publish.run(_cfg(), paths)
+    assert [(t.target, t.status) for t in result.targets] == [("local", "written"), ("hub", "pushed")]
+
+    local = _published(paths)
+    weights = [name for name in local if name.endswith(".safetensors")]
+    assert len(hub.commits(REPO)) == 2  # the repo's initial commit, then exactly one publish
+    assert weights and {hashlib.sha256(local[name]).hexdigest() for name in weights} <= set(hub.lfs)
+    remote = hub.files(REPO)
+    assert {name: hashlib.sha256(remote[name]).hexdigest() for name in local} == {
+        name: hashlib.sha256(data).hexdigest() for name, data in local.items()
+    }
+    assert hub.count("PUT", "lfs") == len(weights) + 1  # one retried after the injected 503
+    assert not hub.lfs_pending  # every upload verified
+
+
+def test_dry_run_lists_what_a_push_would_send_without_a_token(
+    paths, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    caplog.set_level("INFO", logger="logicflow.stages.publish")
+    plan = publish.dry_run(_cfg(), paths)
+    files = {f["path"]: f for f in plan.files}
+    assert plan.targets == ["local", "hub"] and plan.gate == "passed"
+    assert (plan.hub["repo_id"], plan.hub["revision"], plan.hub["private"]) == (REPO, "main", True)
+    assert files["model.safetensors"]["upload"] == "lfs" and files["README.md"]["upload"] == "regular"
+    assert files["adapter/adapter_model.safetensors"]["upload"] == "lfs"
+    assert files["model.safetensors"]["bytes"] == (paths.merged / "model.safetensors").stat().st_size
+    assert plan.total_bytes == sum(f["bytes"] for f in plan.files)
+    assert not paths.publish_dir.exists()  # nothing written, nothing sent
+    assert any("model.safetensors" in r.message and "lfs" in r.message for r in caplog.records)

@@ -65,6 +65,7 @@ def test_token_canary_never_appears_anywhere(tmp_path: Path, models: Path) -> No
         env.update(
             HF_TOKEN=CANARY,
             HF_ENDPOINT=hub.url,
+            HF_HUB_DISABLE_XET="1",  # the stand-in speaks LFS, not Xet (see hub_server)
             MLFLOW_DISABLE_TELEMETRY="true",
             HF_HUB_DISABLE_TELEMETRY="1",
         )

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from logicflow.atomic import NO_SPACE
-from logicflow.errors import Interrupted, LogicFlowError, PreflightFailed
+from logicflow.errors import ConfigError, Interrupted, LogicFlowError, PreflightFailed
 
 # Offline-friendly defaults; an explicit environment always wins.
 QUIET_ENV = {
@@ -84,6 +84,12 @@ def _stage(args: argparse.Namespace) -> Any:
 
     if args.name == "train":
         _relaunch_distributed()
+    if args.dry_run:
+        if args.name != "publish":
+            raise ConfigError("--dry-run is a publish option: logicflow stage publish --dry-run")
+        from logicflow.stages.publish import dry_run
+
+        return dry_run(_config(args), _paths(args))
     run = get_stage(args.name)
     options = {key: True for key in ("resume", "force") if getattr(args, key)}
     if args.method:
@@ -297,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
     stage.add_argument("--force", action="store_true", help="publish: publish even if the eval gate failed")
+    stage.add_argument(
+        "--dry-run", action="store_true", help="publish: list what would go where; send nothing (no token)"
+    )
     stage.add_argument("--method", help="compare: the method of the comparison study to train and evaluate")
 
     model = sub.add_parser("model", help="base model commands").add_subparsers(dest="action", required=True)

@@ -163,6 +163,11 @@ class ServerState:
         return self.dir / "servers.json"
 
     @property
+    def shell_env(self) -> Path:
+        """`source .logicflow/env`: the project's CLI on PATH and the servers' URLs, for a new shell."""
+        return self.dir / "env"
+
+    @property
     def ports_file(self) -> Path:
         """The last ports used, kept across `down` so the URLs (and links recorded in runs) stay valid."""
         return self.dir / "ports.json"

@@ -223,6 +223,14 @@ def summary(paths: Paths, result: RunResult, state: dict[str, dict[str, Any]]) -
     if "prefect" in state:
         lines.append(f"  Prefect UI    {state['prefect']['url']}")
     lines.append("  (`logicflow down` / `make down` stops the servers)")
+    if paths.servers.shell_env.is_file():
+        lines += [
+            "",
+            'In a new shell (README, "Use it"):',
+            f"  source {paths.servers.shell_env.relative_to(root)}",
+            "  dvc repro                                        # nothing to do after this run",
+            "  prefect deployment run logicflow/full --watch    # the same pipeline through Prefect",
+        ]
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@
 
 Everything binds to 127.0.0.1 on free ports (the previous ports when they are still free, so URLs stay
 stable) and lives under `.logicflow/`: the Prefect database in `prefect/` (PREFECT_HOME), the MLflow
-store in `mlflow.db` + `mlartifacts/`, one log per process in `logs/`, and `servers.json`:
+store in `mlflow.db` + `mlartifacts/`, one log per process in `logs/`, `env` (what a new shell sources:
+`source .logicflow/env`) and `servers.json`:
 
     {"prefect": {"url", "api_url", "pid", "log", ...}, "mlflow": {"url", "pid", "log", ...},
      "serve": {"pid", "log", ...}}
@@ -36,7 +37,7 @@ from typing import Any
 
 import psutil
 
-from logicflow.atomic import write_json
+from logicflow.atomic import write_json, write_text
 from logicflow.errors import LogicFlowError
 from logicflow.paths import Paths, ServerState
 
@@ -434,7 +435,19 @@ def start(
             state[service] = entry
     write_json(layout.state_file, {k: state[k] for k in SERVICES if k in state})
     write_json(layout.ports_file, {**last_ports, **{k: v["port"] for k, v in state.items() if "port" in v}})
+    write_shell_env(paths)
     return state
+
+
+def write_shell_env(paths: Paths) -> None:
+    """`.logicflow/env`: what a new shell sources to use this project (its CLI, dvc, prefect and mlflow on
+    PATH, the servers' URLs), so that the README's commands work without activating anything."""
+    lines = [
+        "# source .logicflow/env    (written by `logicflow up`; `logicflow down` removes it)",
+        f'export PATH="{Path(sys.executable).parent}:$PATH"',
+        *(f"export {key}={value}" for key, value in env(paths).items()),
+    ]
+    write_text(paths.servers.shell_env, "\n".join(lines) + "\n")
 
 
 def _read_ports(layout: ServerState) -> dict[str, int]:
@@ -548,8 +561,10 @@ def stop(paths: Paths, services: Iterable[str] = SERVICES) -> dict[str, bool]:
     stopped.update(_stop_entries({k: v for k, v in chosen.items() if k != "serve"}))
     if state:
         write_json(layout.state_file, state)
+        write_shell_env(paths)
     else:
         layout.state_file.unlink(missing_ok=True)
+        layout.shell_env.unlink(missing_ok=True)
         _reap(stray_processes(paths))  # a server that outlived its group's signal (seen once: MLflow)
     return stopped
 

@@ -17,6 +17,7 @@ The token is held only by the client: it is never logged, stored or put in a mes
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import time
@@ -31,7 +32,25 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_PREFIX = "logicflow-fingerprint: "
 DEFAULT_ENDPOINT = "https://huggingface.co"
 RETRY_STATUS = frozenset({409, 412, 429, 500, 502, 503, 504})
+# How the Hub takes a file (it decides at push time, `preupload`; this is its rule for a new repo): through
+# large-file storage when the default .gitattributes lists its type or it is over 10 MB, else inline.
+LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.onnx", "*.msgpack")
+LFS_MIN_BYTES = 10 * 1024 * 1024
 KEEP_REMOTE = frozenset({".gitattributes"})
+
+
+def upload_mode(path: str, size: int) -> str:
+    """`lfs` or `regular`: how the Hub will store `path` (see LFS_PATTERNS)."""
+    name = path.rsplit("/", 1)[-1]
+    return "lfs" if size > LFS_MIN_BYTES or any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS) else "regular"
+
+
+def large_file_transfer() -> str:
+    """How huggingface_hub sends `lfs` files: Xet when hf_xet is installed (the Hub's default), else Git LFS
+    (HTTP PUT per file); HF_HUB_DISABLE_XET=1 forces Git LFS."""
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    return "xet" if is_xet_available() else "git-lfs"
 
 
 def scrub(text: str, *secrets: str | None) -> str:

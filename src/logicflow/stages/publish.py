@@ -2,6 +2,7 @@
 
     logicflow stage publish --profile smoke            # local folder publish/ + MLflow registry
     HF_TOKEN=... logicflow stage publish --force       # also the Hub, even past a failed gate
+    logicflow stage publish --dry-run                  # what a push would send; sends nothing, needs no token
 
 Targets (`publish.targets`):
 - `local`:  publish/, laid out exactly like the Hub repo (the offline default); built beside publish/ and
@@ -20,12 +21,13 @@ everywhere (same fingerprint, see logicflow.publishing.repo).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from logicflow.config import Config
 from logicflow.paths import Paths
 from logicflow.publishing.gate import deltas, warn_gate_failed
-from logicflow.publishing.hub import HubTarget
+from logicflow.publishing.hub import DEFAULT_ENDPOINT, HubTarget, large_file_transfer, upload_mode
 from logicflow.publishing.inputs import read_inputs
 from logicflow.publishing.targets import (
     TargetContext,
@@ -48,6 +50,49 @@ class PublishResult:
     reasons: list[str] = field(default_factory=list)
     deltas: list[str] = field(default_factory=list)
     targets: list[TargetResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What `publish` would do: the checked inputs' files and where they would go; nothing is sent."""
+
+    targets: list[str]
+    hub: dict[str, str | bool]  # repo id, revision, privacy, endpoint, how large files travel
+    files: list[dict[str, str | int]]  # path, size, upload mode (`lfs` or `regular` on the Hub)
+    total_bytes: int
+    gate: str
+
+
+def dry_run(cfg: Config, paths: Paths) -> DryRun:
+    """Check the inputs as a publish would, list the operations, touch nothing (no token needed)."""
+    inputs = read_inputs(cfg, paths, needs_run=False)
+    sizes = {f.path_in_repo: f.source.stat().st_size for f in inputs.plan.files}
+    files = [{"path": path, "bytes": size, "upload": upload_mode(path, size)} for path, size in sizes.items()]
+    hub = {
+        "repo_id": cfg.publish.repo_id,
+        "revision": cfg.publish.revision,
+        "private": cfg.publish.private,
+        "endpoint": os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT,
+        "large_files_via": large_file_transfer(),
+    }
+    targets = chosen_targets(cfg.publish.targets)
+    result = DryRun(targets, hub, files, sum(sizes.values()), inputs.report.gate.result)
+    for line in _dry_run_lines(result):
+        logger.info("publish --dry-run: %s", line)
+    return result
+
+
+def _dry_run_lines(plan: DryRun) -> list[str]:
+    hub = plan.hub
+    privacy = "private" if hub["private"] else "public"
+    lines = [
+        f"targets {', '.join(plan.targets)}; evaluation gate {plan.gate}; nothing is sent",
+        f"hub: {hub['repo_id']}@{hub['revision']} ({privacy}) on {hub['endpoint']}; large files via "
+        f"{hub['large_files_via']}",
+    ]
+    lines += [f"{f['upload']:<8} {int(f['bytes']):>12,} B  {f['path']}" for f in plan.files]
+    lines.append(f"{len(plan.files)} files, {plan.total_bytes:,} bytes")
+    return lines
 
 
 def run(cfg: Config, paths: Paths, force: bool = False) -> PublishResult:

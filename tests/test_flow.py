@@ -2,7 +2,7 @@
 
 Fast: stage planning, param checks, the retry rule, run comparison. Slow (a real Prefect + MLflow server
 started by `logicflow.servers` in a temporary project on the smoke profile, plus the deployment server):
-`full` triggered through the Prefect client runs all seven stages; the two UIs looked at in headless
+`full` triggered through the Prefect client runs all eight stages; the two UIs looked at in headless
 chromium; the DVC equivalence both ways; overrides as a DVC experiment; a bad param failing before any
 stage; a transient failure retried and a diagnosed one not; Prefect tags on the MLflow run of the train stage.
 
@@ -386,7 +386,7 @@ def test_full_deployment_run_equals_dvc_repro(
     paths, state = served
     root = paths.root
     assert _stages(full_run) == {stage: "ran" for stage in _pipeline(root)}
-    assert _pipeline(root) == ["model", "data", "validate", "train", "evaluate", "card", "publish"]
+    assert _pipeline(root) == ["model", "data", "validate", "train", "evaluate", "export", "card", "publish"]
     assert {"stages", "data-summary", "mlflow-run"} <= set(full_run.artifacts)
 
     record = json.loads(paths.mlflow_run_file.read_text())

@@ -269,6 +269,11 @@ class PublishConfig(Section):
         "[adapter]: an adapter-only repo, loaded with PeftModel on the base",
         min_length=1,
     )
+    gguf: list[Literal["f16", "q8_0", "q4_0", "q4_k_m"]] = Field(
+        default_factory=list,
+        description="GGUF files of the merged model for llama.cpp/Ollama (stage export); q4_k_m needs "
+        "llama.cpp's C++ quantizer and is reported as not exported",
+    )
     repo_id: str = "logicflow/LogicFlow-SmolLM2-135M-thinking"
     private: bool = True
     revision: str = "main"

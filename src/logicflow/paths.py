@@ -318,6 +318,16 @@ class Paths:
     def checkpoints(self) -> Path:
         return self.run_dir / "checkpoints"
 
+    # export stage
+    @property
+    def gguf_dir(self) -> Path:
+        """GGUF files of the merged model (publish.gguf), published under gguf/."""
+        return self.run_dir / "models" / "gguf"
+
+    @property
+    def gguf_report(self) -> Path:
+        return self.root / "reports" / "gguf.json"
+
     @property
     def train_reports(self) -> TrainReports:
         return TrainReports(self.run_dir / "reports" / "train")

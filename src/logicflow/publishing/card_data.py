@@ -174,6 +174,7 @@ class RunData:
     generation_config: dict[str, Any]  # what the published generation_config.json holds
     sampling: dict[str, Any]  # the recommended sampling it sets (card.sampling), empty for greedy
     artifacts: list[str]  # publish.artifacts: merged, adapter
+    gguf: list[dict[str, Any]]  # reports/gguf.json: per type file, bytes, same_greedy_answer or reason
     train_manifest: dict[str, Any]  # models/merged/logicflow_train.json: method, merged, dtype (train stage)
     lineage: Lineage
     loss_plot: Path | None
@@ -506,6 +507,7 @@ def collect(cfg: Config, paths: Paths) -> RunData:
     validation = optional(paths.validation_summary, "validate")
     inference_raw = optional(paths.inference_json, "evaluate")
     run_file = optional(paths.mlflow_run_file, "train") or {}
+    gguf = (report(paths.gguf_report, "export", required=False) or {}).get("gguf", [])
 
     names = list(cfg.data.datasets)
     datasets = [
@@ -561,6 +563,7 @@ def collect(cfg: Config, paths: Paths) -> RunData:
         eval=eval_report,
         inference=inference,
         inference_extra=inference_extra,
+        gguf=gguf,
         chat_template=read_chat_template(paths.merged),
         generation_config=generation_config(paths.merged, cfg.card.sampling.settings()),
         sampling=cfg.card.sampling.settings(),

@@ -56,5 +56,6 @@ def read_inputs(cfg: Config, paths: Paths, needs_run: bool) -> PublishInputs:
         run={k: run.get(k) for k in ("run_id", "experiment_id") if run.get(k)},
         extra={"model_name": cfg.card.model_name, "repo_id": cfg.publish.repo_id, "base_model": base},
         artifacts=tuple(cfg.publish.artifacts),
+        gguf_dir=paths.gguf_dir,
     )
     return PublishInputs(report, run, plan)

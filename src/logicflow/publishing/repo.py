@@ -8,6 +8,7 @@ Layout (the same on disk, in the MLflow registry and on the Hub):
     adapter/adapter_config.json  adapter/adapter_model.safetensors  adapter/tokenizer*  ...
 
 `publish.artifacts: [adapter]` publishes the adapter files at the top level instead, without merged weights.
+`publish.gguf` adds the export stage's `gguf/model-<type>.gguf` files.
 
 `logicflow.json` names the run and carries the folder's fingerprint: a SHA-256 over every other file's path
 and SHA-256. Equal fingerprints mean byte-identical repositories, which is how every target recognises a
@@ -144,6 +145,7 @@ def plan_repo(
     run: dict[str, Any],
     extra: dict[str, Any],
     artifacts: tuple[str, ...] = ("merged", "adapter"),
+    gguf_dir: Path | None = None,
 ) -> RepoPlan:
     """Choose the files and compute the fingerprint (reads every file once). `artifacts` (publish.artifacts):
     the merged model at the top level, the adapter in adapter/ beside it, or the adapter alone at the top."""
@@ -161,6 +163,8 @@ def plan_repo(
             chosen |= {prefix + f.name: SourceFile(prefix + f.name, f) for f in adapter_files}
     elif "adapter" in artifacts and _train_method(merged) != "full":  # full fine-tuning has no adapter
         raise PublishError(f"{adapter}: no adapter_config.json; re-run `dvc repro train`")
+    if gguf_dir is not None and gguf_dir.is_dir():  # the export stage's files (publish.gguf)
+        chosen |= {f"gguf/{f.name}": SourceFile(f"gguf/{f.name}", f) for f in sorted(gguf_dir.glob("*.gguf"))}
     card = card_dir / "README.md"
     if not card.is_file():
         raise PublishError(f"{card}: not found; run the `card` stage first (`dvc repro card`)")

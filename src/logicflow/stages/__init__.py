@@ -17,6 +17,7 @@ STAGES: dict[str, str] = {
     "validate": "logicflow.stages.validate",
     "train": "logicflow.stages.train",
     "evaluate": "logicflow.stages.evaluate",
+    "export": "logicflow.stages.export",
     "card": "logicflow.stages.card",
     "publish": "logicflow.stages.publish",
     "compare": "logicflow.stages.compare",  # one method of the comparison study (--method)

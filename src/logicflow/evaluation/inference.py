@@ -7,9 +7,12 @@
 Each model is measured in a fresh child process (`python -m logicflow.evaluation.inference`), so the peak
 resident memory is that model's alone. The child generates greedily with Hugging Face `generate`, a fixed
 number of new tokens (end-of-sequence ignored, so a chattier model is not charged for talking more):
-- latency p50/p95: one request at a time over a fixed set of chat prompts;
-- tokens/s at batch 1 and at the best batch size among 1, 4, 8, ... up to `max_batch_size`;
-- peak RSS of the child; weights size = the folder's `*.safetensors`; adapter size = the adapter folder's.
+- time to first token p50/p95 (prefill + one token) and latency p50/p95, one request at a time over a fixed
+  set of chat prompts;
+- tokens/s at batch 1, at batch 8, and at the best batch size among 1, 4, 8, ... up to `max_batch_size`;
+- peak RSS of the child after everything else, then after one prefill at the profile's context length
+  (`train.cutoff_len`: the prompt length the model was tuned for) with its KV cache;
+- weights size = the folder's `*.safetensors`; adapter size = the adapter folder's.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ PROMPTS = (
     "Give a synonym for the word 'quick'.",
 )
 NEW_TOKENS = 16
+THROUGHPUT_BATCH = 8  # tokens/s is also reported at this batch size, whatever the best one is
 CHILD_TIMEOUT_S = 600
 
 
@@ -71,6 +75,7 @@ def measure(
     template: str,
     max_batch_size: int,
     threads: int,
+    context_len: int,
     adapter_dir: Path | None = None,
     new_tokens: int = NEW_TOKENS,
 ) -> dict[str, Any]:
@@ -78,9 +83,10 @@ def measure(
     args = {
         "model_dir": str(model_dir),
         "template": template,
-        "batch_sizes": batch_sizes(max_batch_size),
+        "batch_sizes": sorted({*batch_sizes(max_batch_size), THROUGHPUT_BATCH}),
         "threads": threads,
         "new_tokens": new_tokens,
+        "context_len": context_len,
     }
     with tempfile.TemporaryDirectory(prefix="logicflow-cost-") as tmp:
         out = Path(tmp) / "cost.json"
@@ -100,7 +106,7 @@ def measure(
 
 
 def _measure_here(
-    model_dir: Path, template: str, sizes: list[int], threads: int, new_tokens: int
+    model_dir: Path, template: str, sizes: list[int], threads: int, new_tokens: int, context_len: int
 ) -> dict[str, Any]:
     import resource
 
@@ -119,14 +125,17 @@ def _measure_here(
         for p in PROMPTS
     ]
 
-    def generate(batch: list[str]) -> float:
+    def generate(batch: list[str], tokens: int = new_tokens) -> float:
         enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        return timed(enc, tokens)
+
+    def timed(enc: Any, tokens: int) -> float:
         start = time.perf_counter()
         with torch.inference_mode():
             model.generate(
                 **enc,
-                max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
                 do_sample=False,
                 pad_token_id=tok.pad_token_id,
             )
@@ -135,6 +144,7 @@ def _measure_here(
         return time.perf_counter() - start
 
     generate(texts[:1])  # warm-up: first-call allocations and kernel selection
+    first_token = [generate([text], tokens=1) for text in texts]
     latencies = [generate([text]) for text in texts]
     rates = {1: len(texts) * new_tokens / sum(latencies)}
     for size in sizes:
@@ -142,14 +152,24 @@ def _measure_here(
             batch = [texts[i % len(texts)] for i in range(size)]
             rates[size] = size * new_tokens / generate(batch)
     best = max(rates, key=lambda s: rates[s])
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    long_prompt = {"input_ids": torch.ones((1, context_len), dtype=torch.long, device=device)}
+    long_prompt["attention_mask"] = torch.ones_like(long_prompt["input_ids"])
+    prefill_s = timed(long_prompt, 1)  # one prefill at the context length, KV cache included
     return {
+        "ttft_p50_s": round(percentile(first_token, 50), 4),
+        "ttft_p95_s": round(percentile(first_token, 95), 4),
         "latency_p50_s": round(percentile(latencies, 50), 4),
         "latency_p95_s": round(percentile(latencies, 95), 4),
         "tokens_per_s_batch1": round(rates[1], 2),
+        f"tokens_per_s_batch{THROUGHPUT_BATCH}": round(rates[THROUGHPUT_BATCH], 2),
         "best_batch_size": best,
         "tokens_per_s_best_batch": round(rates[best], 2),
         "tokens_per_s_by_batch": {str(k): round(v, 2) for k, v in sorted(rates.items())},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(rss_mb, 1),
+        "context_len": context_len,
+        "ttft_at_context_s": round(prefill_s, 3),
+        "peak_rss_at_context_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None,
         "settings": {
             "load_avg_1m": round(os.getloadavg()[0], 2),  # other work on the machine while measuring
@@ -166,7 +186,12 @@ def _measure_here(
 def main(argv: list[str]) -> int:
     args, out = json.loads(argv[0]), Path(argv[1])
     result = _measure_here(
-        Path(args["model_dir"]), args["template"], args["batch_sizes"], args["threads"], args["new_tokens"]
+        Path(args["model_dir"]),
+        args["template"],
+        args["batch_sizes"],
+        args["threads"],
+        args["new_tokens"],
+        args["context_len"],
     )
     out.write_text(json.dumps(result))
     return 0

@@ -340,13 +340,19 @@ def delta_chart(rows: Sequence[ResultRow], path: Path) -> None:
     plt.close(fig)
 
 
-INFERENCE_ROWS = (
+INFERENCE_ROWS = (  # reports/eval/inference.md and the card's inference table
+    ("ttft_p50_s", "time to first token p50 (s)"),
+    ("ttft_p95_s", "time to first token p95 (s)"),
     ("latency_p50_s", "latency p50 (s)"),
     ("latency_p95_s", "latency p95 (s)"),
     ("tokens_per_s_batch1", "generated tokens/s, batch 1"),
+    ("tokens_per_s_batch8", "generated tokens/s, batch 8"),
     ("best_batch_size", "best batch size"),
     ("tokens_per_s_best_batch", "generated tokens/s, best batch"),
     ("peak_rss_mb", "peak RSS (MB)"),
+    ("context_len", "context length (tokens)"),
+    ("ttft_at_context_s", "first token after a context-length prompt (s)"),
+    ("peak_rss_at_context_mb", "peak RSS with a context-length prompt (MB)"),
     ("peak_gpu_mb", "peak GPU memory (MB)"),
     ("weights_bytes", "weights (bytes)"),
     ("adapter_bytes", "adapter (bytes)"),

@@ -289,7 +289,12 @@ def sample_records(samples: list[dict[str, Any]], task: OfflineTask | None) -> l
 
 def serving_cost(cfg: Config, paths: Paths, threads: int) -> dict[str, dict[str, Any]]:
     """reports/inference.json: what each model costs to serve, the tuned one with its adapter's size."""
-    settings = {"template": cfg.model.template, "max_batch_size": cfg.eval.batch_size, "threads": threads}
+    settings = {
+        "template": cfg.model.template,
+        "max_batch_size": cfg.eval.batch_size,
+        "threads": threads,
+        "context_len": cfg.train.cutoff_len,
+    }
     return {
         "base": measure(paths.base_model, **settings),
         "tuned": measure(paths.merged, **settings, adapter_dir=paths.adapter),

@@ -25,6 +25,7 @@ import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from logicflow.errors import PublishError
+from logicflow.evaluation.report import INFERENCE_ROWS
 from logicflow.paths import CardFiles
 from logicflow.publishing.card_data import (
     ABSOLUTE_PATH,
@@ -48,16 +49,6 @@ SUMMARY_METRICS = (
     ("train_tokens", "Training tokens"),
     ("train_loss", "Final training loss"),
     ("eval_loss", "Final validation loss"),
-)
-INFERENCE_ROWS = (
-    ("latency_p50_s", "latency p50 (s)"),
-    ("latency_p95_s", "latency p95 (s)"),
-    ("tokens_per_s_batch1", "tokens/s, batch 1"),
-    ("best_batch_size", "best batch size"),
-    ("tokens_per_s_best_batch", "tokens/s, best batch"),
-    ("peak_rss_mb", "peak RSS (MB)"),
-    ("weights_bytes", "weights (bytes)"),
-    ("adapter_bytes", "adapter (bytes)"),
 )
 # Key hyperparameters shown in the body: (label, key in the flattened params.json the train stage writes);
 # a key the run did not record (no `peft` block for full fine-tuning) is left out. The rest is in

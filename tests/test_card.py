@@ -212,7 +212,8 @@ def test_card_body_renders_every_recorded_fact_and_no_placeholder(cfg, run_paths
     assert "2 of 3 data checks passed; failed: tags_balanced." in data
     assert "[`validation_summary.json`](validation_summary.json)" in data
     assert (
-        "| generated tokens/s, batch 1 | 75.5 | 75.5 |" in text and "| adapter (bytes) | not measured | 4096 |" in text
+        "| generated tokens/s, batch 1 | 75.5 | 75.5 |" in text
+        and "| adapter (bytes) | not measured | 4096 |" in text
     )
     # limitations come from the measurements
     limitations = _section(text, "Limitations")

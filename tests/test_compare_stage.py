@@ -15,7 +15,7 @@ from logicflow.paths import Paths
 from logicflow.stages import compare
 from train_fixtures import OVERRIDES, make_project, tracking_env
 
-METHODS = ["lora", "ia3", "distill"]
+METHODS = ["lora", "ia3", "prompt_tuning", "distill"]
 SETS = [*OVERRIDES, "train.max_steps=4", "train.eval_steps=100", "eval.limit=3", "eval.max_new_tokens=8",
         f"compare.methods=[{', '.join(METHODS)}]", "compare.learning_rates={ia3: 0.05}"]  # fmt: skip
 
@@ -51,6 +51,7 @@ def test_methods_train_apart_nest_in_mlflow_and_make_the_report(study: tuple[Pat
         results["ia3"]["learning_rate"] == 0.05
         and results["lora"]["learning_rate"] == cfg.train.learning_rate
     )
+    assert all(results[m]["tokens_per_s"] > 0 for m in METHODS)  # distillation's own loss counts tokens too
     assert (
         results["ia3"]["trainable_params"]
         < results["lora"]["trainable_params"]
@@ -62,6 +63,9 @@ def test_methods_train_apart_nest_in_mlflow_and_make_the_report(study: tuple[Pat
         evaluated = json.loads(study_paths.eval_json.read_text())
         assert evaluated["models"]["base"]["path"] == "models/base"
         assert evaluated["models"]["tuned"]["path"] == f"compare/{method}/models/merged"
+    soft = json.loads(paths.for_study("prompt_tuning").eval_json.read_text())["models"]
+    assert soft["tuned"]["adapter"] == "compare/prompt_tuning/models/adapter"  # soft prompts load on the base
+    assert soft["tuned"]["sha256"] != soft["base"]["sha256"]  # so its results are never the base's
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(cfg.experiment_name)
@@ -87,6 +91,8 @@ def test_methods_train_apart_nest_in_mlflow_and_make_the_report(study: tuple[Pat
     assert "# Fine-tuning methods compared on logicflow/tiny-random-llama" in card and "**ia3**" in card
     parent = client.get_run(parents[0].info.run_id)
     history = client.get_metric_history(parent.info.run_id, "compare/trainable_params")
-    assert [m.step for m in history] == [0, 1, 2, 3]  # one point per row: the chart view compares methods
+    assert [m.step for m in history] == list(
+        range(len(METHODS) + 1)
+    )  # one point per row: the chart view compares methods
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
     assert "compare/README.md" in artifacts and "compare/table.md" in artifacts

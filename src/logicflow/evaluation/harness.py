@@ -188,7 +188,8 @@ def _build_lm_class() -> type:
             self.finish_reasons: dict[str, str] = {}  # context string -> eos | stop | max_tokens | timeout
             self.generated_tokens = 0
             self._logits_to_keep = "logits_to_keep" in pyinspect.signature(self.model.forward).parameters
-            self._mergeable = self._probe_cache()
+            # a PEFT model with soft prompts prepends them on every forward: only `generate` handles that
+            self._mergeable = not hasattr(self.model, "peft_config") and self._probe_cache()
 
         # ---- model calls ------------------------------------------------------------------------------
 

@@ -77,6 +77,11 @@ def eval_report(
         },
         models={
             label: {"path": os.path.relpath(plan.models[label], paths.root), "sha256": plan.shas[label]}
+            | (
+                {"adapter": os.path.relpath(plan.adapter, paths.root)}
+                if label == "tuned" and plan.adapter
+                else {}
+            )
             for label in MODELS
         },
         rows=rows,

@@ -13,6 +13,7 @@ machine's eval cache (`evaluation.cache`). A standard task that fails on one mod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -46,7 +47,7 @@ from logicflow.evaluation.tasks import (
     rendered_data_files,
 )
 from logicflow.model import chat_template, load_causal_lm, load_tokenizer, weights_sha256
-from logicflow.paths import EvalReports, Paths
+from logicflow.paths import TRAIN_MANIFEST, EvalReports, Paths
 
 logger = logging.getLogger(__name__)
 MODELS = ("base", "tuned")
@@ -64,6 +65,7 @@ class Plan:
     selftest: dict[str, Any]  # the grader self-test's record: passed, checks, versions
     sandbox: str | None  # how generated code is confined (None: no task runs code)
     threads: int  # torch CPU threads
+    adapter: Path | None = None  # loaded on the tuned model when its method cannot be merged (prompt tuning)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,9 @@ def prepare(cfg: Config, paths: Paths) -> Plan:
     logger.info("evaluate: grader self-test passed (%d known answers)", selftest["checks"])
     standard, not_run = probe(ev.standard_tasks, offline_names=ev.tasks)
     shas = {label: weights_sha256(model_dir) for label, model_dir in models.items()}
+    adapter = unmerged_adapter(paths)
+    if adapter is not None:  # the tuned model is base weights + this adapter: both name its results
+        shas["tuned"] = hashlib.sha256(f"{shas['tuned']}+{weights_sha256(adapter)}".encode()).hexdigest()
 
     import torch
 
@@ -118,7 +123,17 @@ def prepare(cfg: Config, paths: Paths) -> Plan:
         len(not_run),
         threads,
     )
-    return Plan(offline, standard, not_run, models, shas, selftest, confined, threads)
+    return Plan(offline, standard, not_run, models, shas, selftest, confined, threads, adapter)
+
+
+def unmerged_adapter(paths: Paths) -> Path | None:
+    """The adapter to load on `models/merged` when training could not merge it (prompt tuning: its
+    manifest says `merged: false`); None when the merged folder is the tuned model itself."""
+    try:
+        merged = json.loads((paths.merged / TRAIN_MANIFEST).read_text()).get("merged", True)
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+    return None if merged else paths.adapter
 
 
 def isolation(ev: EvalConfig) -> str | None:
@@ -191,6 +206,10 @@ def evaluate_model(
     start = time.perf_counter()
     device, dtype = device_and_dtype()
     model = load_causal_lm(plan.models[label], dtype=dtype).to(device).eval()
+    if label == "tuned" and plan.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, plan.adapter).eval()  # soft prompts cannot be merged
     tokenizer = load_tokenizer(plan.models[label], template=cfg.model.template)
     max_length = min(int(getattr(model.config, "max_position_embeddings", 4096) or 4096), 32768)
     lm = make_lm(

@@ -68,6 +68,15 @@ class DistillationLoss:
         loss = distillation_loss(
             model, self.teacher, inputs, self.alpha, self.temperature, num_items_in_batch
         )
+        if model.training:  # TRL's own loss counts the trained tokens for its `num_tokens` log; so do we
+            mask = inputs.get("attention_mask")
+            local = (
+                mask.sum()
+                if mask is not None
+                else inputs["input_ids"].new_tensor(inputs["input_ids"].numel())
+            )
+            self._total_train_tokens += int(self.accelerator.gather_for_metrics(local).sum().item())
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # like TRL: DDP averages the gradients across ranks
         return loss

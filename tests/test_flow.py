@@ -455,8 +455,11 @@ def test_flow_run_log_holds_a_few_lines_per_progress_bar(
         temporary_settings({PREFECT_API_URL: state["prefect"]["api_url"]}),
         get_client(sync_client=True) as api,
     ):
-        flow_run_id = LogFilterFlowRunId(any_=[full_run.flow_run_id])
-        logs = api.read_logs(log_filter=LogFilter(flow_run_id=flow_run_id), limit=10_000)
+        only_this_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[full_run.flow_run_id]))
+        logs, page = [], None
+        while page is None or len(page) == 200:  # the API serves at most 200 per request
+            page = api.read_logs(log_filter=only_this_run, limit=200, offset=len(logs))
+            logs += page
     bars, repeats = set(), []
     last: dict[str, tuple[str, float]] = {}  # bar -> its last line's tens of percent and time
     for log in sorted(logs, key=lambda log: log.timestamp):

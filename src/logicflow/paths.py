@@ -326,7 +326,8 @@ class Paths:
 
     @property
     def gguf_report(self) -> Path:
-        return self.root / "reports" / "gguf.json"
+        """What the export stage did per type; inside the folder, so that it is never empty (DVC, git)."""
+        return self.gguf_dir / "gguf.json"
 
     @property
     def train_reports(self) -> TrainReports:

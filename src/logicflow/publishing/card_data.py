@@ -174,7 +174,7 @@ class RunData:
     generation_config: dict[str, Any]  # what the published generation_config.json holds
     sampling: dict[str, Any]  # the recommended sampling it sets (card.sampling), empty for greedy
     artifacts: list[str]  # publish.artifacts: merged, adapter
-    gguf: list[dict[str, Any]]  # reports/gguf.json: per type file, bytes, same_greedy_answer or reason
+    gguf: list[dict[str, Any]]  # models/gguf/gguf.json: per type file, bytes, same_greedy_answer or reason
     train_manifest: dict[str, Any]  # models/merged/logicflow_train.json: method, merged, dtype (train stage)
     lineage: Lineage
     loss_plot: Path | None

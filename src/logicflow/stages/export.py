@@ -2,7 +2,7 @@
 
     logicflow stage export --profile smoke --set "publish.gguf=[f16, q8_0]"
 
-Writes `models/gguf/model-<type>.gguf` and `reports/gguf.json` (per type: file, size, whether it answers
+Writes `models/gguf/model-<type>.gguf` and `models/gguf/gguf.json` (per type: file, size, whether it answers
 the first held-out problem greedily like the merged model, or why it was not exported); the card shows that
 table and the publish stage ships the files under `gguf/`. With `publish.gguf: []` (the default) the
 folder stays empty.
@@ -31,7 +31,7 @@ def run(cfg: Config, paths: Paths) -> ExportResult:
     with atomic_dir(paths.gguf_dir) as tmp:
         if cfg.publish.gguf:
             results = export_gguf(paths.merged, tmp, cfg.publish.gguf, _check_prompt(cfg, paths))
-    write_json(paths.gguf_report, {"gguf": [r.to_dict() for r in results]})
+        write_json(tmp / paths.gguf_report.name, {"gguf": [r.to_dict() for r in results]})
     return ExportResult(
         exported=[r.type for r in results if r.file],
         not_exported={r.type: r.reason for r in results if r.reason},

@@ -225,6 +225,10 @@ def test_inference_markdown_has_one_column_per_model() -> None:
     assert "| adapter (bytes) | n/a | 3 |" in text
 
 
+def test_inference_markdown_says_when_serving_cost_was_not_measured() -> None:
+    assert "Not measured (eval.serving_cost is false)" in inference_markdown({})
+
+
 def test_parse_results_reads_groups_stderr_and_sample_counts() -> None:
     results = {
         "results": {

@@ -199,6 +199,12 @@ class EvalConfig(Section):
     max_new_tokens: PosInt = 256
     batch_size: PosInt = 8
     seed: int = 1234
+    serving_cost: bool = Field(
+        True,
+        description="measure what base and tuned cost to serve (reports/inference.json: time to first "
+        "token, tokens/s, memory at the context length); the method study turns it off: its table reports "
+        "training costs",
+    )
     sample_timeout_s: float = Field(60.0, gt=0, description="wall-clock limit per generated sample")
     sandbox_timeout_s: float = Field(5.0, gt=0)
     sandbox_memory_mb: PosInt = 512

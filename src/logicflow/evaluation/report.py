@@ -360,6 +360,8 @@ INFERENCE_ROWS = (  # reports/eval/inference.md and the card's inference table
 
 
 def inference_markdown(cost: dict[str, dict[str, Any]]) -> str:
+    if not cost:
+        return "# Inference cost\n\nNot measured (eval.serving_cost is false).\n"
     models = list(cost)
     lines = ["# Inference cost", "", "| | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
     for key, label in INFERENCE_ROWS:

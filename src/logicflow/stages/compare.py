@@ -44,8 +44,12 @@ class CompareResult:
 
 
 def method_config(cfg: Config, method: str) -> Config:
-    """`cfg` with the method's PEFT choice and learning rate (prune_lora and distill train LoRA)."""
-    overrides = [f"lora.method={'lora' if method in ('prune_lora', 'distill') else method}"]
+    """`cfg` with the method's PEFT choice and learning rate (prune_lora and distill train LoRA); serving
+    costs are not measured: the study's table reports what each method costs to train."""
+    overrides = [
+        f"lora.method={'lora' if method in ('prune_lora', 'distill') else method}",
+        "eval.serving_cost=false",
+    ]
     if method in cfg.compare.learning_rates:
         overrides.append(f"train.learning_rate={cfg.compare.learning_rates[method]}")
     return with_overrides(cfg, overrides)

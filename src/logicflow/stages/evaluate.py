@@ -67,7 +67,7 @@ def run(cfg: Config, paths: Paths) -> EvalResult:
             not_run = outcome.not_run
             rows = compare(outcome.runs["base"], outcome.runs["tuned"], alpha=cfg.publish.gate.alpha)
             gate = evaluate_gate(rows, not_run, cfg.publish.gate)
-            cost = serving_cost(cfg, paths, plan.threads)
+            cost = serving_cost(cfg, paths, plan.threads) if cfg.eval.serving_cost else {}
             write_reports(staged, rows, not_run, gate, cost, outcome.summary, started=start)
         write_json(paths.inference_json, cost)
         # last: its presence means the whole report is there

@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="start the servers, run a deployment (default: full), wait and summarise",
     )
-    run.add_argument("--deployment", default="full", help="full | data | evaluate (default: full)")
+    run.add_argument("--deployment", default="full", help="full | data | evaluate | compare (default: full)")
     run.add_argument("--no-wait", action="store_true", help="trigger and return the flow-run URL")
     run.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the servers to answer")
 

@@ -129,24 +129,33 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="plan", task_run_name="plan stages", cache_policy=NO_CACHE)
 def plan(root: Path, stages: list[str] | None, pipeline: str = "dvc.yaml") -> list[str]:
-    """The stages of `pipeline` (a dvc.yaml) in order (dependencies first), or the requested subset."""
+    """The DVC targets to reproduce, dependencies first: the stages of `pipeline` (a dvc.yaml; all, or the
+    requested subset), after the stages of other dvc.yaml files they depend on (the method study in
+    compare/dvc.yaml needs the main pipeline's validated data, which a fresh clone does not have yet)."""
     import networkx as nx
     from dvc.repo import Repo
 
     order = list((yaml.safe_load((root / pipeline).read_text()) or {}).get("stages", {}))
     with contextlib.chdir(root), Repo(str(root)) as repo:  # DVC resolves some paths from the cwd
-        graph = repo.index.graph.reverse()  # DVC's edges point from a stage to its dependency
+        graph = repo.index.graph  # DVC's edges point from a stage to its dependency
         groups = {node: getattr(node, "name", str(node)).split("@")[0] for node in graph.nodes}
-        ranked = nx.lexicographical_topological_sort(
-            graph, key=lambda n: (order.index(groups[n]) if groups[n] in order else len(order), groups[n])
+        own = {n for n in graph.nodes if getattr(n, "path_in_repo", None) == pipeline and groups[n] in order}
+        names = {groups[n] for n in own}
+        unknown = [s for s in stages or [] if s not in names]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; {pipeline} has: {', '.join(order)}")
+        chosen = {n for n in own if stages is None or groups[n] in stages}
+        upstream = (
+            set().union(*(nx.descendants(graph, n) for n in chosen)) - own
+            if pipeline != "dvc.yaml"
+            else set()
         )
-        ranked_names = list(dict.fromkeys(groups[n] for n in ranked if groups[n] in order))
-    if stages is None:
-        return ranked_names
-    unknown = [s for s in stages if s not in ranked_names]
-    if unknown:
-        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; {pipeline} has: {', '.join(ranked_names)}")
-    return [s for s in ranked_names if s in stages]
+        ranked = nx.lexicographical_topological_sort(
+            graph.reverse(),
+            key=lambda n: (order.index(groups[n]) if groups[n] in order else len(order), groups[n]),
+        )
+        targets = [target(n.path_in_repo, groups[n]) for n in ranked if n in chosen or n in upstream]
+    return list(dict.fromkeys(targets))
 
 
 @task(name="check-params", task_run_name="check params", cache_policy=NO_CACHE)
@@ -367,7 +376,7 @@ def logicflow(
     pipeline: the dvc.yaml to reproduce: the main one, or compare/dvc.yaml (the method study).
     """
     root = project_root()
-    order = [target(pipeline, stage) for stage in plan(root, stages, pipeline)]
+    order = plan(root, stages, pipeline)
     settings = check_params(root, profile, overrides or {})
     preflight(root, profile, overrides or {})
     before = _digest(Outputs(root, None).json(Paths.from_root(root).mlflow_run_file))

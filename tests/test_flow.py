@@ -171,7 +171,9 @@ def test_deployments_follow_dvc_yaml(tmp_path: Path) -> None:
     assert found["compare"] == {"pipeline": "compare/dvc.yaml"}  # the study: its own pipeline
 
 
-def test_plan_reads_the_study_pipeline_apart(tmp_path: Path) -> None:
+def test_plan_reads_the_study_pipeline_apart_after_the_stages_it_needs(tmp_path: Path) -> None:
+    """The main pipeline never includes the study; the study's plan starts with the main stages whose outputs
+    it reads (a fresh clone has none), then its own."""
     root = _dvc_repo(tmp_path / "repo", {"stages": {"first": {"cmd": "echo hi > a.txt", "outs": ["a.txt"]}}})
     (root / "study").mkdir()
     study = {
@@ -180,7 +182,12 @@ def test_plan_reads_the_study_pipeline_apart(tmp_path: Path) -> None:
     }
     (root / "study" / "dvc.yaml").write_text(yaml.safe_dump({"stages": study}))
     assert pipeline.plan.fn(root, None) == ["first"]  # the main pipeline never includes the study
-    assert pipeline.plan.fn(root, None, "study/dvc.yaml") == ["method", "report"]
+    assert pipeline.plan.fn(root, None, "study/dvc.yaml") == [
+        "first",
+        "study/dvc.yaml:method",
+        "study/dvc.yaml:report",
+    ]
+    assert pipeline.plan.fn(root, ["report"], "study/dvc.yaml") == ["first", "study/dvc.yaml:report"]
     assert pipeline.target("study/dvc.yaml", "method") == "study/dvc.yaml:method"
     assert pipeline.target("dvc.yaml", "first") == "first"
 
@@ -538,7 +545,8 @@ def test_compare_deployment_runs_the_study_and_dvc_agrees(
     result = _trigger(state, "compare")
     assert result.ok, result.message
     study = ["compare", "compare-distill", "compare-report"]  # distill: not in smoke's methods, says so
-    assert _stages(result) == {f"compare/dvc.yaml:{stage}": "ran" for stage in study}
+    needed = {stage: "up to date" for stage in ("model", "data", "validate")}  # the study's base and data
+    assert _stages(result) == needed | {f"compare/dvc.yaml:{stage}": "ran" for stage in study}
     card = paths.compare_reports.card.read_text()
     assert "**lora**" in card and "**ia3**" in card and "compare-study" in result.artifacts
     assert _dvc_status_clean(paths.root, "compare/dvc.yaml")

@@ -356,6 +356,7 @@ def write_run(
         paths.data_summary,
         {  # the data stage's format
             "source": data_source,
+            "format": "thinking",
             "datasets": {
                 name: {"rows": 16, "hub_id": hub_id, "revision": "main", "raw_sha256": f"{i}" * 64}
                 | ({"source": "hub", "revision_sha": f"{i}" * 40} if data_source == "hub" else {})

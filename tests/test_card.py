@@ -490,6 +490,17 @@ def test_card_describes_the_weights_each_method_produced(cfg, run_paths: Paths) 
     assert "gives the base model; load the adapter" in text and 'subfolder="adapter"' in text
 
 
+def test_card_says_how_the_model_writes_its_reasoning(cfg, run_paths: Paths) -> None:
+    """A thinking-format run writes inside <think>; a react-format run (data.format) answers with ReAct traces."""
+    card.run(cfg, run_paths)
+    assert "it writes its working inside `<think>…</think>`" in run_paths.card.readme.read_text()
+    summary = json.loads(run_paths.data_summary.read_text())
+    run_paths.data_summary.write_text(json.dumps(summary | {"format": "react"}))
+    card.run(cfg, run_paths)
+    text = run_paths.card.readme.read_text()
+    assert "it answers with a ReAct trace" in text and "<think>…</think>` before" not in text
+
+
 def test_run_metrics_are_one_flat_file_of_headline_numbers(cfg, run_paths: Paths) -> None:
     card.run(cfg, run_paths)
     metrics = json.loads(run_paths.run_metrics.read_text())

@@ -1,6 +1,6 @@
 """`reports/data.json`: what the data stage made and from where, the record later stages and the card read.
 
-{"source", "difficulty", "datasets": {<name>: lineage and row accounting}, "replay", "rows": {...}}
+{"source", "difficulty", "format", "datasets": {<name>: lineage and row accounting}, "replay", "rows": {...}}
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def data_summary(
     return {
         "source": source,
         "difficulty": data.difficulty,
+        "format": data.format,  # how the reasoning is rendered: thinking | react
         "datasets": {name: prepared.summary for name, prepared in datasets.items()},
         "replay": replay,
         "rows": {

@@ -162,6 +162,7 @@ class RunData:
     base: ResolvedModel
     datasets: list[DatasetInfo]
     data_source: str | None  # reports/data.json "source": hub | offline (None: not recorded)
+    data_format: str | None  # reports/data.json "format": thinking | react (None: not recorded)
     data_totals: dict[str, Any]
     validation_totals: dict[str, Any]
     validation_checks: dict[str, dict[str, Any]]  # check name -> its summary (success, unexpected, ...)
@@ -553,6 +554,7 @@ def collect(cfg: Config, paths: Paths) -> RunData:
         base=base,
         datasets=datasets,
         data_source=data_report.get("source") if isinstance(data_report, dict) else None,
+        data_format=data_report.get("format") if isinstance(data_report, dict) else None,
         data_totals=_totals(data_report, names),
         validation_totals=_totals(
             {k: v for k, v in validation.items() if k != "checks"} if validation else None, names

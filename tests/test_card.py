@@ -491,7 +491,7 @@ def test_card_describes_the_weights_each_method_produced(cfg, run_paths: Paths) 
 
 
 def test_card_says_how_the_model_writes_its_reasoning(cfg, run_paths: Paths) -> None:
-    """A thinking-format run writes inside <think>; a react-format run (data.format) answers with ReAct traces."""
+    """A thinking-format run writes inside <think>; a react run (data.format) answers with ReAct traces."""
     card.run(cfg, run_paths)
     assert "it writes its working inside `<think>…</think>`" in run_paths.card.readme.read_text()
     summary = json.loads(run_paths.data_summary.read_text())

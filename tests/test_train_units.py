@@ -263,3 +263,66 @@ def test_fp32_attention_equals_sdpa_and_keeps_the_compute_dtype() -> None:
         mixed = model(input_ids=ids).logits
     assert captured == [torch.bfloat16]
     assert torch.allclose(mixed.float(), reference, atol=0.1)
+
+
+def _tiny_lora(method: str = "lora") -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    config = LoraConfig(
+        r=4, target_modules="all-linear", init_lora_weights=False, use_dora=method == "dora", lora_alpha=8
+    )
+    return get_peft_model(LlamaForCausalLM(cfg), config)
+
+
+def _logits_and_grads(
+    model: torch.nn.Module, ids: torch.Tensor, bf16: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the adapters' gradients (flattened into one vector) of a mean-square loss on the logits;
+    with `bf16`, as in CPU training: the frozen base in bf16, fp32 adapters, under bf16 autocast."""
+    if bf16:
+        model.get_base_model().model.to(torch.bfloat16)
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.data = param.data.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids).logits.float()
+    adapters = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(logits.square().mean(), adapters)
+    return logits.detach(), torch.cat([g.flatten() for g in grads])
+
+
+def test_fused_lora_forward_equals_peft_in_outputs_and_gradients() -> None:
+    """addmm(base(x), A(x), Bᵀ, alpha=scaling) is PEFT's base(x) + B(A(x)) * scaling: the same logits and
+    adapter gradients in fp32; under bf16 autocast (the CPU training path) no further from fp32 than PEFT."""
+    from logicflow.training import fused_lora
+
+    ids = torch.randint(0, 97, (3, 12))
+    fused = _tiny_lora()
+    assert fused_lora.install(fused) == 2 * 7  # q k v o gate up down in each layer
+    ref_logits, ref_grads = _logits_and_grads(_tiny_lora(), ids)
+    logits, grads = _logits_and_grads(fused, ids)
+    assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(grads, ref_grads, atol=1e-7)
+
+    fused = _tiny_lora()
+    fused_lora.install(fused)
+    peft_error = (_logits_and_grads(_tiny_lora(), ids, bf16=True)[1] - ref_grads).norm()
+    fused_error = (_logits_and_grads(fused, ids, bf16=True)[1] - ref_grads).norm()
+    assert fused_error <= 1.5 * peft_error, (fused_error, peft_error)
+
+
+def test_fused_lora_leaves_dora_and_disabled_adapters_to_peft() -> None:
+    """Layers with a LoRA variant (DoRA) or with adapters switched off compute exactly PEFT's forward."""
+    from logicflow.training import fused_lora
+
+    ids = torch.randint(0, 97, (2, 8))
+    peft_model, fused_model = _tiny_lora("dora"), _tiny_lora("dora")
+    fused_lora.install(fused_model)
+    with torch.no_grad():
+        assert torch.equal(fused_model(input_ids=ids).logits, peft_model(input_ids=ids).logits)
+        with fused_model.disable_adapter(), peft_model.disable_adapter():
+            assert torch.equal(fused_model(input_ids=ids).logits, peft_model(input_ids=ids).logits)

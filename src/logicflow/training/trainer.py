@@ -408,7 +408,7 @@ def build_trainer(
     """The SFTTrainer (length-grouped unless packing, where rows are already packed into full blocks)."""
     from transformers.trainer_callback import ProgressCallback
 
-    from logicflow.training import compact_head
+    from logicflow.training import compact_head, fused_lora
 
     cls = _trainer_class()
     cls.group_by_length = group_by_length and not args.packing
@@ -426,6 +426,7 @@ def build_trainer(
         raise TrainingError(f"cannot build the trainer: {exc}") from None
     trainer.remove_callback(ProgressCallback)
     trainer.compact_head = compact_head.install(trainer.model, args.device)
+    fused_lora.install(trainer.model)
     return trainer
 
 

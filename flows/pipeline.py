@@ -140,21 +140,20 @@ def plan(root: Path, stages: list[str] | None, pipeline: str = "dvc.yaml") -> li
         graph = repo.index.graph  # DVC's edges point from a stage to its dependency
         groups = {node: getattr(node, "name", str(node)).split("@")[0] for node in graph.nodes}
         own = {n for n in graph.nodes if getattr(n, "path_in_repo", None) == pipeline and groups[n] in order}
-        names = {groups[n] for n in own}
+        ranked = list(
+            nx.lexicographical_topological_sort(
+                graph.reverse(),
+                key=lambda n: (order.index(groups[n]) if groups[n] in order else len(order), groups[n]),
+            )
+        )
+        names = list(dict.fromkeys(groups[n] for n in ranked if n in own))
         unknown = [s for s in stages or [] if s not in names]
         if unknown:
-            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; {pipeline} has: {', '.join(order)}")
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; {pipeline} has: {', '.join(names)}")
         chosen = {n for n in own if stages is None or groups[n] in stages}
-        upstream = (
-            set().union(*(nx.descendants(graph, n) for n in chosen)) - own
-            if pipeline != "dvc.yaml"
-            else set()
-        )
-        ranked = nx.lexicographical_topological_sort(
-            graph.reverse(),
-            key=lambda n: (order.index(groups[n]) if groups[n] in order else len(order), groups[n]),
-        )
-        targets = [target(n.path_in_repo, groups[n]) for n in ranked if n in chosen or n in upstream]
+        upstream = set().union(*(nx.descendants(graph, n) for n in chosen)) - own
+        needed = chosen | (upstream if pipeline != "dvc.yaml" else set())
+        targets = [target(n.path_in_repo, groups[n]) for n in ranked if n in needed]
     return list(dict.fromkeys(targets))
 
 

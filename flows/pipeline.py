@@ -113,6 +113,12 @@ def _ran(lines: list[str]) -> dict[str, str]:
     return done
 
 
+def _result(ran: dict[str, str], stage: str) -> str:
+    """One target's result from `_ran`: a foreach group ran if any of its items (`stage@item`) did."""
+    results = [result for name, result in ran.items() if name == stage or name.startswith(f"{stage}@")]
+    return "ran" if "ran" in results else (results[0] if results else "up to date")
+
+
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry condition: anything but an error the stage diagnosed itself (bad params, failed checks)."""
     try:
@@ -218,9 +224,7 @@ def preflight(root: Path, profile: str | None, overrides: dict[str, Any]) -> Non
 def reproduce(root: Path, stage: str) -> str:
     """`dvc repro <stage> --single-item`: runs the stage (every item of a foreach group) only if its deps,
     params or outs changed. `stage` may name another pipeline: `compare/dvc.yaml:compare`."""
-    ran = _ran(dvc(root, "repro", stage, "--single-item"))
-    results = [result for name, result in ran.items() if name == stage or name.startswith(f"{stage}@")]
-    return "ran" if "ran" in results else (results[0] if results else "up to date")
+    return _result(_ran(dvc(root, "repro", stage, "--single-item")), stage)
 
 
 def target(pipeline: str, stage: str) -> str:
@@ -251,7 +255,7 @@ def run_experiment(
     return {
         "name": name,
         "rev": rev[0] if rev else None,
-        "stages": {s: ran.get(s, "up to date") for s in stages},
+        "stages": {s: _result(ran, s) for s in stages},
     }
 
 

@@ -71,6 +71,18 @@ def test_ran_reads_what_dvc_did() -> None:
     }
 
 
+def test_a_foreach_group_ran_when_any_item_ran() -> None:
+    """The study's `compare` group: DVC names its items `compare@lora`...; the run summary names the group."""
+    ran = pipeline._ran(
+        [
+            "Stage 'compare/dvc.yaml:compare@lora' didn't change, skipping",
+            "Running stage 'compare/dvc.yaml:compare@dora':",
+        ]
+    )
+    assert pipeline._result(ran, "compare/dvc.yaml:compare") == "ran"
+    assert pipeline._result(ran, "compare/dvc.yaml:compare-report") == "up to date"  # not an item of it
+
+
 def test_plan_follows_the_dependency_graph(tmp_path: Path) -> None:
     # listed out of order in dvc.yaml: `second` reads what `first` writes
     root = _dvc_repo(

@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--template", default="chatml")
     parser.add_argument(
+        "--dtype", default="float32", help="both sides' weights: float32 | bfloat16 (the stage's on AMX CPUs)"
+    )
+    parser.add_argument(
         "--hflm-batches", default="1,8,16,32", help="HFLM batch sizes to try; the fastest is the baseline"
     )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp) / "tasks",
         )
         manager = TaskManager(include_path=str(include), include_defaults=False)
-        model = load_causal_lm(args.model).eval()
+        model = load_causal_lm(args.model, args.dtype).eval()
         tokenizer = load_tokenizer(args.model, template=args.template)
         # untimed warm-up: dataset caches, lazy imports, the sandbox's isolation probe
         run_side(
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "limit": args.limit,
         "max_new_tokens": args.max_new_tokens,
         "threads": threads,
+        "dtype": args.dtype,
         "sides": [{k: v for k, v in side.items() if k != "outputs"} for side in (*hflm, ours)],
         "baseline": baseline["label"],
         "speedup_wall": round(baseline["seconds"] / ours["seconds"], 2),

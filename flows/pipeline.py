@@ -157,8 +157,8 @@ def plan(root: Path, stages: list[str] | None, pipeline: str = "dvc.yaml") -> li
         if unknown:
             raise ValueError(f"unknown stage(s) {', '.join(unknown)}; {pipeline} has: {', '.join(names)}")
         chosen = {n for n in own if stages is None or groups[n] in stages}
-        upstream = set().union(*(nx.descendants(graph, n) for n in chosen)) - own
-        needed = chosen | (upstream if pipeline != "dvc.yaml" else set())
+        upstream = set().union(*(nx.descendants(graph, n) for n in chosen)) - own  # other dvc.yaml files
+        needed = chosen | upstream
         targets = [target(n.path_in_repo, groups[n]) for n in ranked if n in needed]
     return list(dict.fromkeys(targets))
 

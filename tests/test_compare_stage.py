@@ -63,9 +63,8 @@ def test_methods_train_apart_nest_in_mlflow_and_make_the_report(study: tuple[Pat
         evaluated = json.loads(study_paths.eval_json.read_text())
         assert evaluated["models"]["base"]["path"] == "models/base"
         assert evaluated["models"]["tuned"]["path"] == f"compare/{method}/models/merged"
-        assert (
-            json.loads(study_paths.inference_json.read_text()) == {}
-        )  # serving costs: not the study's question
+        serving = json.loads(study_paths.inference_json.read_text())
+        assert serving == {}  # serving costs: not the study's question
     soft = json.loads(paths.for_study("prompt_tuning").eval_json.read_text())["models"]
     assert soft["tuned"]["adapter"] == "compare/prompt_tuning/models/adapter"  # soft prompts load on the base
     assert soft["tuned"]["sha256"] != soft["base"]["sha256"]  # so its results are never the base's

@@ -11,7 +11,9 @@ Less wasted work (measured in benchmarks/bench_train.py):
 - the LM head sees only supervised positions (`compact_head`): TRL's fused head does that only on Triton
   devices and scores every position in fp32 elsewhere;
 - on a CPU with native bf16 (AVX512-BF16/AMX) `precision: auto` trains in bf16 autocast; a frozen base is held
-  in bf16 (adapters stay fp32), and attention is computed in fp32, where PyTorch's CPU kernel is faster.
+  in bf16 (adapters stay fp32), and attention is computed in fp32, where PyTorch's CPU kernel is faster;
+- LoRA layers add their update inside the base matmul (`fused_lora`): the sum is rounded to bf16 once, so
+  small updates are not rounded away (bf16 runs then learn as fp32 runs do) and the step is faster.
 `train.packing: true` uses TRL's best-fit-decreasing packing, padding-free with per-row position_ids (a
 block-diagonal mask under sdpa, varlen kernels under flash attention): the right choice on a GPU with flash
 attention; on CPU, sdpa still computes the masked cross-row attention, so grouping wins there.

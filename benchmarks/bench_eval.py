@@ -190,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         "scores_identical": ours["scores"] == baseline["scores"],
         "identical_outputs": {task: f"{same[task]}/{total[task]}" for task in same},
     }
+    result["headline"] = {
+        "bench": "eval",
+        "dtype": args.dtype,
+        "ours_tokens_per_s": ours["tokens_per_s"],
+        "baseline": baseline["label"],
+        "baseline_tokens_per_s": baseline["tokens_per_s"],
+        **{k: result[k] for k in ("speedup_wall", "scores_identical", "identical_outputs")},
+    }
     lines = [
         "| side | generated tokens | wall s | tok/s (wall) | CPU s | tok/CPU s |",
         "|---|---:|---:|---:|---:|---:|",
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print("\n".join(lines))
+    print(json.dumps(result))  # one line, the last: `make bench` (benchmarks/run_all.py) reads it
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py                # SmolLM2-135M, LoRA r 8 all-linear, batch 4, 20 steps
     python benchmarks/bench_train.py --model logicflow/tiny-random-llama --steps 6 --threads 1   # smoke check
     python benchmarks/bench_train.py --set train.packing=true      # the GPU plan below, on a GPU box
-    python benchmarks/bench_train.py --json reports/bench/train.json
+    python benchmarks/bench_train.py --json reports/bench/train.json   # also prints it as its last line
 
 Same model, same rows (chat rows of 80–500 tokens, exactly one pass: steps x batch rows), same hyperparameters
 (LoRA r/alpha/dropout, all-linear, lr, cosine, batch, cutoff, fp32 on CPU, assistant-only loss with the same
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[name].append(json.loads(line.removeprefix("BENCH ")))
                 shutil.rmtree(ws / "checkpoints", ignore_errors=True)
     report = summarize(hp, args.set, results)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report))  # one line, the last: `make bench` (benchmarks/run_all.py) reads it
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -377,6 +377,12 @@ def summarize(
             report[f"heldout_loss_rel_diff_vs_{other}"] = round(
                 abs(ours["heldout_loss"] - ref["heldout_loss"]) / ref["heldout_loss"], 4
             )
+    headline = ("speedup_vs_plain", "heldout_loss_rel_diff_vs_ours-fp32", "speedup_vs_ours-fp32")
+    report["headline"] = (
+        {"bench": "train"}
+        | {f"{name}_tokens_per_s": best(name)["tokens_per_s"] for name in results}
+        | {key: report[key] for key in headline if key in report}
+    )
     return report
 
 

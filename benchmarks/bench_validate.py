@@ -1,6 +1,6 @@
 """Benchmark of the validate stage: 100,000 unified rows, every check, decontamination against ~2,000 prompts.
 
-    .venv/bin/python benchmarks/bench_validate.py                 # 100k rows, prints one JSON object
+    .venv/bin/python benchmarks/bench_validate.py                 # 100k rows, prints one JSON line
     .venv/bin/python benchmarks/bench_validate.py --rows 20000 --keep /tmp/bench-validate
 
 Rows are realistic where the project can make them: the offline generator's problems written by each dataset
@@ -265,7 +265,7 @@ def main() -> None:
         "eval_prompts": {k: v["prompts"] for k, v in result.summary["decontamination"]["eval_sets"].items()},
         "cpu_count": os.cpu_count(),
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out))  # one line: `make bench` (benchmarks/run_all.py) reads the last line
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -1,5 +1,7 @@
 """`make bench`: run every benchmarks/bench_*.py one after another (never in parallel: 2 cores) and
-collect the JSON line each prints into benchmarks/results.json. Figures go to docs/benchmarks.md."""
+collect the result each prints as its last stdout line (one JSON object) into benchmarks/results.json.
+A result's `headline` (the ratios a reader looks for first) is printed as it comes. Figures go to
+docs/benchmarks.md with the command that produced them."""
 
 from __future__ import annotations
 
@@ -12,18 +14,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    results, failed = [], []
+    results, failed = {}, []
     for script in sorted(HERE.glob("bench_*.py")):
+        name = script.stem.removeprefix("bench_")
         print(f"== {script.name}", flush=True)
         proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode or not lines:
             failed.append(script.name)
-            print(proc.stderr[-2000:], file=sys.stderr)
+            print(proc.stdout[-2000:], proc.stderr[-2000:], sep="\n", file=sys.stderr)
             continue
-        for line in lines:
-            print(line)
-            results.append(json.loads(line))
+        results[name] = json.loads(lines[-1])
+        print(json.dumps(results[name].get("headline", results[name])), flush=True)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -4,16 +4,17 @@
     (run,) = run_task(lm, "humaneval", "logicflow_humaneval", task_manager, limit=32, seed=1234)
     run.metrics["pass@1"]   # Measurement(value, stderr); run.samples: lm-eval's logged samples
 
-`LogicFlowLM` is lm-eval's `HFLM` with `generate_until` replaced by continuous-batching greedy decoding:
-up to `batch_size` requests decode together; a finished request leaves the batch (and the KV cache) at
-once and the next waiting prompt is prefilled and merged into the running batch, instead of every row
-waiting for the longest generation of its fixed batch. The KV cache grows into spare capacity instead of
-being re-concatenated at every step. Prompts, chat template, request order, stop sequences and the
-post-processing of the text stay lm-eval's; the outputs equal lm-eval's batch-size-1 outputs (tested, and
-checked on SmolLM2 by benchmarks/bench_eval.py). Decoding is plain greedy (argmax), ignoring sampling or
-penalty settings in a model's `generation_config.json`, so base and tuned decode the same way. Each
-sample may use `sample_timeout_s` of wall clock (times the batch width, since that many share the
-machine); a sample over it ends with finish reason "timeout".
+`LogicFlowLM` is lm-eval's `HFLM` with `generate_until` replaced by continuous-batching greedy decoding: up to
+`batch_size` requests decode together; a finished request leaves the batch (and the KV cache) at once and the
+next waiting prompts are prefilled and merged into the running batch, instead of every row waiting for the
+longest generation of its fixed batch. Prompts are prefilled in small groups of similar length (the queue is
+sorted), so a short prompt is not padded to the longest one admitted with it. The KV cache grows into spare
+capacity instead of being re-concatenated at every step. Prompts, chat template, request order, stop sequences
+and the post-processing of the text stay lm-eval's; the outputs equal lm-eval's batch-size-1 outputs (tested,
+and checked on SmolLM2 by benchmarks/bench_eval.py). Decoding is plain greedy (argmax), ignoring sampling or
+penalty settings in a model's `generation_config.json`, so base and tuned decode the same way. Each sample may
+use `sample_timeout_s` of wall clock (times the batch width, since that many share the machine); a sample over
+it ends with finish reason "timeout".
 """
 
 from __future__ import annotations
@@ -284,21 +285,26 @@ def _build_lm_class() -> type:
                 free = width - len(rows)
                 if queue and free > 0 and (not rows or free >= refill):
                     admit = [queue.popleft() for _ in range(min(free, len(queue)))]
-                    ids, new_mask = self._left_pad([prompts[i] for i in admit], pad)
-                    positions = (new_mask.cumsum(-1) - 1).clamp(min=0)
-                    logits, new_cache = self._forward(
-                        input_ids=ids,
-                        attention_mask=new_mask,
-                        position_ids=positions,
-                        past_key_values=GrowingCache(),
-                    )
-                    chosen = logits.argmax(dim=-1)
-                    if cache is None:
-                        cache, mask, last_pos, next_tok = new_cache, new_mask, positions[:, -1], chosen
-                    else:
-                        mask = self._merge(cache, mask, new_cache, new_mask)
-                        last_pos = torch.cat([last_pos, positions[:, -1]])
-                        next_tok = torch.cat([next_tok, chosen])
+                    picks = []
+                    # prefill in groups of `refill` neighbours in length (the queue is sorted): a prompt is
+                    # padded to the longest of its group, not of every row admitted at once
+                    for group in (admit[k : k + refill] for k in range(0, len(admit), refill)):
+                        ids, new_mask = self._left_pad([prompts[i] for i in group], pad)
+                        positions = (new_mask.cumsum(-1) - 1).clamp(min=0)
+                        logits, new_cache = self._forward(
+                            input_ids=ids,
+                            attention_mask=new_mask,
+                            position_ids=positions,
+                            past_key_values=GrowingCache(),
+                        )
+                        picks.append(logits.argmax(dim=-1))
+                        if cache is None:
+                            cache, mask, last_pos, next_tok = new_cache, new_mask, positions[:, -1], picks[-1]
+                        else:
+                            mask = self._merge(cache, mask, new_cache, new_mask)
+                            last_pos = torch.cat([last_pos, positions[:, -1]])
+                            next_tok = torch.cat([next_tok, picks[-1]])
+                    chosen = torch.cat(picks)
                     # each sample's share of the wall clock while `width` samples run together
                     deadline = time.monotonic() + self.sample_timeout_s * width
                     deadlines.update(dict.fromkeys(admit, deadline))

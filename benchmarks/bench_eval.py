@@ -1,6 +1,6 @@
 """Eval throughput: the evaluate stage's LogicFlowLM vs lm-eval's HF backend at its fastest batch size.
 
-    python benchmarks/bench_eval.py                       # SmolLM2 in models/base, cpu-profile settings
+    python benchmarks/bench_eval.py               # SmolLM2 (models/base, else fetched), cpu-profile settings
     python benchmarks/bench_eval.py --limit 8 --max-new-tokens 64     # quicker
     python benchmarks/bench_eval.py --model /tmp/tiny --out bench.json
 
@@ -91,7 +91,9 @@ def run_side(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "base")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="default: models/base, else params.yaml's model fetched"
+    )
     parser.add_argument("--tasks", default="logicflow_math_heldout,humaneval,ifeval")
     parser.add_argument("--limit", type=int, default=16, help="samples per task")
     parser.add_argument("--max-new-tokens", type=int, default=192)
@@ -113,11 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from lm_eval.tasks import TaskManager
 
-    from logicflow.config import EvalConfig
+    from logicflow.config import EvalConfig, load_config
     from logicflow.evaluation.harness import make_lm, pick_threads
     from logicflow.evaluation.punkt import ensure_punkt_tab
     from logicflow.evaluation.tasks import RenderSettings, get_task, render_tasks
-    from logicflow.model import load_causal_lm, load_tokenizer
+    from logicflow.model import load_causal_lm, load_tokenizer, resolve
     from logicflow.paths import Paths
 
     threads = args.threads or pick_threads()
@@ -136,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(tmp) / "tasks",
         )
         manager = TaskManager(include_path=str(include), include_defaults=False)
+        if args.model is None:  # as the model stage would make it, without touching this project's outputs
+            args.model = Paths.from_root(ROOT).base_model
+            if not list(args.model.glob("*.safetensors")):
+                args.model = Paths.from_root(tmp).base_model
+                resolve(load_config(ROOT / "params.yaml").model, Paths.from_root(tmp))
         model = load_causal_lm(args.model, args.dtype).eval()
         tokenizer = load_tokenizer(args.model, template=args.template)
         # untimed warm-up: dataset caches, lazy imports, the sandbox's isolation probe

@@ -85,6 +85,7 @@ class _OneMatmul(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
         x, u, weight, lora_b = ctx.saved_tensors
         grad = grad.to(x.dtype)
-        grad_x = grad @ weight.to(x.dtype)  # the base path's; the update's reaches x through A (autograd)
+        # the base path's; the update's reaches x through A (autograd). None where x needs none (layer 0)
+        grad_x = grad @ weight.to(x.dtype) if ctx.needs_input_grad[0] else None
         grad_u = grad @ lora_b.to(x.dtype)
         return grad_x, grad_u, None, (grad.t() @ u).to(lora_b.dtype)

@@ -16,6 +16,7 @@ import hashlib
 import importlib.resources
 import json
 import logging
+import os
 import re
 import shutil
 import struct
@@ -85,13 +86,14 @@ def write_state(folder: Path, state: CheckpointState) -> None:
 def _whole_safetensors(path: Path) -> bool:
     """The file is as long as its header says (8-byte length, JSON header, then the tensors' bytes)."""
     try:
-        with path.open("rb") as fh:
+        with path.open("rb") as fh:  # sizes from the open handle: a rotation may delete the path meanwhile
             (size,) = struct.unpack("<Q", fh.read(8))
             header = json.loads(fh.read(size))
+            length = os.fstat(fh.fileno()).st_size
     except (OSError, struct.error, ValueError):
         return False
     end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    return path.stat().st_size == 8 + size + end
+    return length == 8 + size + end
 
 
 def intact(checkpoint: Path) -> bool:

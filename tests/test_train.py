@@ -388,3 +388,29 @@ def test_padding_free_rows_do_not_attend_to_each_other(trained) -> None:
             alone = model(input_ids=torch.tensor([row])).logits[0]
             torch.testing.assert_close(packed[start : start + len(row)], alone, atol=1e-5, rtol=1e-4)
             start += len(row)
+
+
+def test_polling_checkpoints_during_rotation_never_raises(trained, tmp_path: Path) -> None:
+    """A checkpoint folder deleted while `last_checkpoint` reads it counts as not intact, never an error
+    (the trainer's rotation deletes old checkpoints while a watcher polls)."""
+    import shutil
+    import threading
+
+    source = checkpoints.last_checkpoint(trained[0].checkpoints)
+    assert source is not None
+    folder, stop = tmp_path / "checkpoints", threading.Event()
+
+    def rotate() -> None:
+        while not stop.is_set():
+            shutil.copytree(source, folder / "checkpoint-1")
+            shutil.rmtree(folder / "checkpoint-1")
+
+    folder.mkdir()
+    rotator = threading.Thread(target=rotate)
+    rotator.start()
+    try:
+        seen = {checkpoints.last_checkpoint(folder) for _ in range(3000)}
+    finally:
+        stop.set()
+        rotator.join()
+    assert seen <= {None, folder / "checkpoint-1"}

@@ -100,10 +100,11 @@ def intact(checkpoint: Path) -> bool:
     """Every file a resume reads is there and whole: weights (safetensors) with their config (PEFT's
     adapter_config.json or the model's config.json), optimizer, scheduler and RNG states (torch zip
     archives), the trainer state (written last) and every other JSON file."""
-    weights = list(checkpoint.glob("*.safetensors"))
-    archives = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *checkpoint.glob("rng_state*.pth")]
     configs = [checkpoint / "adapter_config.json", checkpoint / "config.json"]
-    try:
+    try:  # a rotation may delete the folder while it is read: any OSError means "not intact"
+        weights = list(checkpoint.glob("*.safetensors"))
+        rng_states = list(checkpoint.glob("rng_state*.pth"))
+        archives = [checkpoint / "optimizer.pt", checkpoint / "scheduler.pt", *rng_states]
         for file in [checkpoint / "trainer_state.json", *checkpoint.glob("*.json")]:
             json.loads(file.read_text())
     except (OSError, ValueError):

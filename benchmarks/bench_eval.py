@@ -4,11 +4,14 @@
     python benchmarks/bench_eval.py --limit 8 --max-new-tokens 64     # quicker
     python benchmarks/bench_eval.py --model /tmp/tiny --out bench.json
 
-Both sides run the same offline tasks (same rendered lm-eval tasks, prompts, chat template, limit, seed,
-generation budget, CPU threads) on the same in-memory model; only the LM object differs:
+Both sides run the same offline tasks in one lm-eval call (same rendered tasks, prompts, chat template, limit,
+seed, generation budget, CPU threads) on the same in-memory model; only the LM object differs:
 - `lm-eval HF, batch B`: `HFLM(pretrained=model, tokenizer=tok, batch_size=B)` for each B of --hflm-batches
-  (default 1, 8, 16, 32: what a user who knows lm-eval would try); the fastest is the baseline;
-- `LogicFlowLM, batch N`: the stage's continuous-batching greedy decoder (`evaluation.harness`).
+  (default 1, 8, 16, 32, 64: what a user of lm-eval would try, up to ours); the fastest is the baseline;
+- `LogicFlowLM, batch N`: the stage's continuous-batching greedy decoder (`evaluation.harness`) at the stage's
+  batch size (params.yaml's `eval.batch_size`). HFLM batches each group of requests with the same generation
+  settings apart (each task here), so a batch beyond one task's requests does not help it; LogicFlowLM decodes
+  every task's requests in one stream.
 Generated tokens are counted the same way for both (the tokens of each raw response), so tokens/s compare
 like for like. Wall time is noisy on a shared machine; the process CPU time is reported beside it. The
 scores must be identical; per-sample output agreement is reported too.
@@ -59,19 +62,16 @@ def heldout_fixture(root: Path, rows: int) -> None:
 def run_side(
     label: str, lm: Any, tokenizer: Any, tasks: list[Any], manager: Any, limit: int, seed: int
 ) -> dict[str, Any]:
-    from logicflow.evaluation.harness import run_task
+    """All tasks in one lm-eval call (as `lm_eval --tasks a,b,c` and the evaluate stage run them)."""
+    from logicflow.evaluation.harness import TaskSpec, run_tasks
 
     wall, cpu = time.perf_counter(), cpu_seconds()
-    scores: dict[str, dict[str, float]] = {}
-    outputs: dict[str, list[str]] = {}
-    tokens = 0
-    for task in tasks:
-        for run in run_task(lm, task.name, task.lm_eval_name, manager, limit=limit, seed=seed):
-            scores[run.task] = {metric: m.value for metric, m in run.metrics.items()}
-            outputs[run.task] = [s["resps"][0][0] for s in run.samples]
-            tokens += sum(
-                len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in outputs[run.task]
-            )
+    specs = [TaskSpec(task.name, task.lm_eval_name, limit) for task in tasks]
+    runs = run_tasks(lm, specs, manager, seed=seed)
+    scores = {run.task: {metric: m.value for metric, m in run.metrics.items()} for run in runs}
+    outputs = {run.task: [s["resps"][0][0] for s in run.samples] for run in runs}
+    texts = [text for task_outputs in outputs.values() for text in task_outputs]
+    tokens = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     print(
         f"{label}: {tokens} tokens in {wall:.1f} s wall ({tokens / wall:.1f} tok/s), {cpu:.1f} s CPU",
@@ -97,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="logicflow_math_heldout,humaneval,ifeval")
     parser.add_argument("--limit", type=int, default=16, help="samples per task")
     parser.add_argument("--max-new-tokens", type=int, default=192)
-    parser.add_argument("--batch-size", type=int, default=16, help="LogicFlowLM batch size")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="LogicFlowLM batch (default: params.yaml's eval.batch_size)",
+    )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: evaluate's choice)"
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dtype", default="float32", help="both sides' weights: float32 | bfloat16 (the stage's on AMX CPUs)"
     )
     parser.add_argument(
-        "--hflm-batches", default="1,8,16,32", help="HFLM batch sizes to try; the fastest is the baseline"
+        "--hflm-batches", default="1,8,16,32,64", help="HFLM batch sizes to try; the fastest is the baseline"
     )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     args = parser.parse_args(argv)
@@ -122,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     from logicflow.model import load_causal_lm, load_tokenizer, resolve
     from logicflow.paths import Paths
 
+    config = load_config(ROOT / "params.yaml")
+    args.batch_size = args.batch_size or config.eval.batch_size
     threads = args.threads or pick_threads()
     torch.set_num_threads(threads)
     ensure_punkt_tab()
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model = Paths.from_root(ROOT).base_model
             if not list(args.model.glob("*.safetensors")):
                 args.model = Paths.from_root(tmp).base_model
-                resolve(load_config(ROOT / "params.yaml").model, Paths.from_root(tmp))
+                resolve(config.model, Paths.from_root(tmp))
         model = load_causal_lm(args.model, args.dtype).eval()
         tokenizer = load_tokenizer(args.model, template=args.template)
         # untimed warm-up: dataset caches, lazy imports, the sandbox's isolation probe

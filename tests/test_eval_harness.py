@@ -167,6 +167,27 @@ def test_continuous_batching_matches_lm_eval_batch_one(tiny) -> None:  # noqa: A
     assert reasons == {"stop", "max_tokens"}
 
 
+def test_requests_with_different_settings_share_the_batch_and_keep_their_own(tiny) -> None:  # noqa: ANN001
+    """Tasks run in one lm-eval call hand over requests with different stop strings and budgets at once: each
+    row keeps its own, and the texts equal lm-eval's batch-1 texts (which runs each setting's group apart)."""
+    from logicflow.evaluation.harness import make_lm
+
+    model, tok = tiny
+    mixed = [*requests(tok, ["by"], 24)[:2], *requests(tok, [], 7)[2:4], *requests(tok, ["\n\n\n"], 30)[4:]]
+    reference = make_lm(model, tok, batch_size=1, sample_timeout_s=60, compact=False)
+    ours = make_lm(model, tok, batch_size=4, sample_timeout_s=60)
+    calls = []
+    forward = ours._forward
+    ours._forward = lambda **inputs: calls.append(1) or forward(**inputs)
+    expected = reference.generate_until(mixed, disable_tqdm=True)
+    assert ours.generate_until(mixed, disable_tqdm=True) == expected
+    used = [ours.tokens_by_context[r.args[0]] for r in mixed]
+    assert all(n <= budget for n, budget in zip(used, [24, 24, 7, 7, 30, 30], strict=True)), used
+    assert 7 in used[2:4] and max(used[4:]) > 24, used  # the short budget ends rows, the long one is used
+    one_group_after_another = max(used[:2]) + max(used[2:4]) + max(used[4:])  # model calls, at least
+    assert len(calls) < one_group_after_another - 10, (len(calls), used)
+
+
 def test_rows_finish_for_different_reasons_and_the_batch_refills(tiny) -> None:  # noqa: ANN001
     from logicflow.evaluation.harness import make_lm
 
@@ -206,3 +227,31 @@ def test_a_dead_network_is_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
         not_run[2].reason
         == "Rowan/hellaswag is not in the HF cache and the Hub is unreachable (ConnectError: name not known)"
     )
+
+
+def test_tasks_in_one_call_keep_their_own_item_limits(tiny, tmp_path: Path) -> None:  # noqa: ANN001
+    """Per-task limits in one lm-eval call (its own `limit` is one for all): each task gets its first items,
+    the same items and texts as when run alone with that limit."""
+    from lm_eval.tasks import TaskManager
+
+    from logicflow.evaluation.harness import TaskSpec, make_lm, run_tasks
+
+    model, tok = tiny
+    names = ["logicflow_math_heldout", "ifeval"]
+    folder = render_tasks(
+        names, RenderSettings(dict.fromkeys(names, 6), SANDBOX), heldout(tmp_path), tmp_path / "t"
+    )
+    manager = TaskManager(include_path=str(folder), include_defaults=False)
+    math, ifeval = (get_task(name) for name in names)
+    lm = make_lm(model, tok, batch_size=4, sample_timeout_s=60)
+    together = run_tasks(
+        lm,
+        [TaskSpec(math.name, math.lm_eval_name, None), TaskSpec(ifeval.name, ifeval.lm_eval_name, 3)],
+        manager,
+        seed=1,
+    )
+    assert [(run.task, run.n) for run in together] == [(math.name, 4), (ifeval.name, 3)]  # 4 held-out rows
+    (alone,) = run_tasks(lm, [TaskSpec(ifeval.name, ifeval.lm_eval_name, 3)], manager, seed=1)
+    assert [s["doc_id"] for s in together[1].samples] == [0, 1, 2]
+    assert [s["resps"] for s in together[1].samples] == [s["resps"] for s in alone.samples]
+    assert together[0].generated_tokens > 0 and together[0].finish_reasons

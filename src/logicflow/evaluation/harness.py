@@ -1,33 +1,35 @@
 """Run lm-eval tasks on an in-memory model, with the same settings for base and tuned.
 
     lm = make_lm(model, tokenizer, batch_size=16, sample_timeout_s=60)      # a LogicFlowLM
-    (run,) = run_task(lm, "humaneval", "logicflow_humaneval", task_manager, limit=32, seed=1234)
-    run.metrics["pass@1"]   # Measurement(value, stderr); run.samples: lm-eval's logged samples
+    tasks = [TaskSpec("humaneval", "logicflow_humaneval", 32), TaskSpec("math", "logicflow_math", None)]
+    humaneval, math = run_tasks(lm, tasks, task_manager, seed=1234)      # one lm-eval call, one TaskRun each
+    humaneval.metrics["pass@1"]   # Measurement(value, stderr); .samples: lm-eval's logged samples
 
 `LogicFlowLM` is lm-eval's `HFLM` with `generate_until` replaced by continuous-batching greedy decoding: up to
-`batch_size` requests decode together; a finished request leaves the batch (and the KV cache) at once and the
-next waiting prompts are prefilled and merged into the running batch, instead of every row waiting for the
-longest generation of its fixed batch. Prompts are prefilled in small groups of similar length (the queue is
-sorted), so a short prompt is not padded to the longest one admitted with it. The KV cache grows into spare
-capacity instead of being re-concatenated at every step. Prompts, chat template, request order, stop sequences
-and the post-processing of the text stay lm-eval's; the outputs equal lm-eval's batch-size-1 outputs (tested,
-and checked on SmolLM2 by benchmarks/bench_eval.py). Decoding is plain greedy (argmax), ignoring sampling or
-penalty settings in a model's `generation_config.json`, so base and tuned decode the same way. Each sample may
-use `sample_timeout_s` of wall clock (times the batch width, since that many share the machine); a sample over
-it ends with finish reason "timeout".
+`batch_size` requests decode together, whatever task or generation settings each comes from (tasks run in one
+lm-eval call hand over all their requests at once); a finished request leaves the batch (and the KV cache) at
+once and the next waiting prompts are prefilled and merged into the running batch, instead of every row
+waiting for the longest generation of its fixed batch. Prompts are prefilled in small groups of similar length
+(the queue is sorted), so a short prompt is not padded to the longest one admitted with it. The KV cache grows
+into spare capacity instead of being re-concatenated at every step. Prompts, chat template, request order,
+stop sequences and the post-processing of the text stay lm-eval's; the outputs equal lm-eval's batch-size-1
+outputs (tested, and checked on SmolLM2 by benchmarks/bench_eval.py). Decoding is plain greedy (argmax),
+ignoring sampling or penalty settings in a model's `generation_config.json`, so base and tuned decode the same
+way. Each sample may use `sample_timeout_s` of wall clock (times the batch width, since that many share the
+machine); a sample over it ends with finish reason "timeout".
 """
 
 from __future__ import annotations
 
 import inspect as pyinspect
-import json
 import logging
 import math
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from logicflow.errors import EvaluationError
 
@@ -57,6 +59,16 @@ class TaskRun:
     # metric -> per-item scores in item order (a number, or a list of per-instruction results), for pairing
     items: dict[str, list[Any]] = field(default_factory=dict)
     no_answer: int | None = None  # items whose response had nothing to score (set from the task's inspect)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One generation request as LogicFlowLM decodes it."""
+
+    prompt: Any  # token ids (1-D tensor), left-truncated to leave room for `max_new`
+    max_new: int
+    stops: list[str]  # stop strings checked while decoding (lm-eval's `until` without the EOS text)
+    until: list[str]  # lm-eval's `until`, for cutting the text afterwards
 
 
 def pick_threads() -> int:
@@ -187,6 +199,7 @@ def _build_lm_class() -> type:
             super().__init__(*args, **kwargs)
             self.sample_timeout_s = sample_timeout_s
             self.finish_reasons: dict[str, str] = {}  # context string -> eos | stop | max_tokens | timeout
+            self.tokens_by_context: dict[str, int] = {}  # context string -> tokens generated for it
             self.generated_tokens = 0
             self._logits_to_keep = "logits_to_keep" in pyinspect.signature(self.model.forward).parameters
             # a PEFT model with soft prompts prepends them on every forward: only `generate` handles that
@@ -217,64 +230,56 @@ def _build_lm_class() -> type:
         # ---- lm-eval entry point ----------------------------------------------------------------------
 
         def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-            from lm_eval.models.utils import (
-                handle_stop_sequences,
-                normalize_gen_kwargs,
-                postprocess_generated_text,
-            )
+            from lm_eval.models.utils import postprocess_generated_text
             from tqdm import tqdm
 
             if isinstance(self.think_end_token, int) or not self._mergeable:
                 return super().generate_until(requests, disable_tqdm)  # HFLM's own path
-            groups: dict[str, list[int]] = {}
-            for index, request in enumerate(requests):  # same settings, same batch (as HFLM does)
-                groups.setdefault(json.dumps(request.args[1], sort_keys=True, default=str), []).append(index)
-            results: list[str] = [""] * len(requests)
             eos_text = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+            jobs = [self._job(request, eos_text) for request in requests]
             bar = tqdm(
                 total=len(requests),
                 disable=disable_tqdm or self.rank != 0,
                 desc="Running generate_until requests (continuous batching)",
             )
-            for indices in groups.values():
-                gen_kwargs = requests[indices[0]].args[1]
-                kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
-                if kwargs.get("do_sample"):
-                    raise EvaluationError("LogicFlowLM decodes greedily; set do_sample: false in the task")
-                until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
-                max_new = int(kwargs.pop("max_gen_toks"))
-                contexts = [requests[i].args[0] for i in indices]
-                encoded = [
-                    self.tok_batch_encode(
-                        [c], left_truncate_len=self.max_length - max_new, truncation=self.truncation
-                    )[0][0]
-                    for c in contexts
-                ]
-                stops = [s for s in until if s and s != eos_text]
-                for index, context, (tokens, reason) in zip(
-                    indices, contexts, self._generate(encoded, max_new, stops, bar), strict=True
-                ):
-                    text = postprocess_generated_text(self.tok_decode(tokens), until, self.think_end_token)
-                    results[index] = text
-                    self.finish_reasons[context] = reason
-                    self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+            results = []
+            for request, job, (tokens, reason) in zip(requests, jobs, self._generate(jobs, bar), strict=True):
+                context, gen_kwargs = request.args[0], request.args[1]
+                text = postprocess_generated_text(self.tok_decode(tokens), job.until, self.think_end_token)
+                results.append(text)
+                self.finish_reasons[context] = reason
+                self.tokens_by_context[context] = len(tokens)
+                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
             bar.close()
             return results
+
+        def _job(self, request: Any, eos_text: str) -> Job:
+            """A request's prompt tokens, budget and stop strings, as HFLM derives them from its settings."""
+            from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+
+            kwargs = normalize_gen_kwargs(dict(request.args[1]), self.max_gen_toks)
+            if kwargs.get("do_sample"):
+                raise EvaluationError("LogicFlowLM decodes greedily; set do_sample: false in the task")
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos_text)
+            max_new = int(kwargs.pop("max_gen_toks"))
+            prompt = self.tok_batch_encode(
+                [request.args[0]], left_truncate_len=self.max_length - max_new, truncation=self.truncation
+            )[0][0]
+            return Job(prompt, max_new, [s for s in until if s and s != eos_text], until)
 
         # ---- continuous batching ----------------------------------------------------------------------
 
         @torch.inference_mode()
-        def _generate(
-            self, prompts: list[torch.Tensor], max_new: int, stops: list[str], bar: Any
-        ) -> list[tuple[list[int], str]]:
-            """Greedy continuations of `prompts`: up to `batch_size` rows decode together; a finished row
-            leaves the batch (and the KV cache) and the next prompt takes its place."""
-            n, width = len(prompts), int(self.batch_size)
+        def _generate(self, jobs: list[Job], bar: Any) -> list[tuple[list[int], str]]:
+            """Greedy continuations of every job, whatever its task: up to `batch_size` rows decode together,
+            each with its own budget and stop strings; a finished row leaves the batch (and the KV cache) and
+            the next prompt takes its place. Larger budgets start first, then longer prompts (as lm-eval)."""
+            n, width = len(jobs), int(self.batch_size)
+            prompts = [job.prompt for job in jobs]
             tokens: list[list[int]] = [[] for _ in range(n)]
             reasons: list[str] = ["max_tokens"] * n
-            if max_new <= 0:
-                return [([], "max_tokens")] * n
-            queue = deque(sorted(range(n), key=lambda i: -len(prompts[i])))  # longest first, like lm-eval
+            waiting = sorted((i for i in range(n) if jobs[i].max_new > 0), key=lambda i: -len(prompts[i]))
+            queue = deque(sorted(waiting, key=lambda i: -jobs[i].max_new))  # stable: longest prompt first
             refill = max(1, width // 4)  # admit in groups: one prefill for several rows
             eos_ids = self._eos_ids()
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -328,9 +333,7 @@ def _build_lm_class() -> type:
                 now = time.monotonic()
                 keep, finished = [], []
                 for j, i in enumerate(rows):
-                    reason = self._finished(
-                        tokens[i], j >= start, eos_ids, stops, max_new, now > deadlines[i]
-                    )
+                    reason = self._finished(tokens[i], j >= start, eos_ids, jobs[i], now > deadlines[i])
                     if reason is None:
                         keep.append(j)
                     else:
@@ -355,21 +358,15 @@ def _build_lm_class() -> type:
             return list(zip(tokens, reasons, strict=True))
 
         def _finished(
-            self,
-            generated: list[int],
-            fresh: bool,
-            eos_ids: set[int],
-            stops: list[str],
-            max_new: int,
-            late: bool,
+            self, generated: list[int], fresh: bool, eos_ids: set[int], job: Job, late: bool
         ) -> str | None:
             if not fresh:
                 return None  # no new token this round (rows that waited while others were admitted)
             if generated[-1] in eos_ids:
                 return "eos"
-            if stops and any(s in self.tok_decode(generated[-STOP_LOOKBACK_TOKENS:]) for s in stops):
+            if job.stops and any(s in self.tok_decode(generated[-STOP_LOOKBACK_TOKENS:]) for s in job.stops):
                 return "stop"
-            if len(generated) >= max_new:
+            if len(generated) >= job.max_new:
                 return "max_tokens"
             return "timeout" if late else None
 
@@ -507,28 +504,37 @@ def _leaves(results: dict[str, Any], group: str) -> set[str]:
     return found
 
 
-def run_task(
+class TaskSpec(NamedTuple):
+    """A task to run: the name it is reported under, lm-eval's name, and how many items (None: all)."""
+
+    name: str
+    lm_eval_name: str
+    limit: int | None
+
+
+def run_tasks(
     lm: Any,
-    name: str,
-    lm_eval_name: str,
+    tasks: Sequence[TaskSpec],
     task_manager: Any,
     *,
-    limit: int | None,
     seed: int,
     num_fewshot: int | None = None,
 ) -> list[TaskRun]:
-    """Evaluate one task (or group) with lm-eval; chat template on, samples logged, seeds fixed."""
+    """Evaluate `tasks` in one lm-eval call; chat template on, samples logged, seeds fixed.
+
+    lm-eval hands the model every task's generation requests at once, so LogicFlowLM keeps its batch full
+    across tasks; each run's `seconds` is that shared call's wall time."""
     from lm_eval import simple_evaluate
 
-    before = getattr(lm, "generated_tokens", 0)
-    if hasattr(lm, "finish_reasons"):
-        lm.finish_reasons.clear()
+    limits = {task.limit for task in tasks}
+    selection = {"limit": limits.pop()} if len(limits) == 1 else {"samples": first_items(tasks, task_manager)}
+    for log in (getattr(lm, "finish_reasons", {}), getattr(lm, "tokens_by_context", {})):
+        log.clear()
     start = time.perf_counter()
     results = simple_evaluate(
         model=lm,
-        tasks=[lm_eval_name],
+        tasks=[task.lm_eval_name for task in tasks],
         task_manager=task_manager,
-        limit=limit,
         num_fewshot=num_fewshot,
         log_samples=True,
         bootstrap_iters=100,
@@ -539,21 +545,40 @@ def run_task(
         torch_random_seed=seed,
         fewshot_random_seed=seed,
         confirm_run_unsafe_code=False,
+        **selection,
     )
     seconds = time.perf_counter() - start
     if results is None:
-        raise EvaluationError(f"lm-eval returned nothing for {lm_eval_name!r}")
-    runs = parse_results(results, name, lm_eval_name)
-    reasons = getattr(lm, "finish_reasons", {})
+        raise EvaluationError(f"lm-eval returned nothing for {[task.lm_eval_name for task in tasks]}")
+    reasons, counts = getattr(lm, "finish_reasons", {}), getattr(lm, "tokens_by_context", {})
+    runs = [run for task in tasks for run in parse_results(results, task.name, task.lm_eval_name)]
     for run in runs:
         run.seconds = round(seconds, 3)
-        run.generated_tokens = getattr(lm, "generated_tokens", 0) - before
         for sample in run.samples:
-            reason = reasons.get(sample_context(sample))
-            if reason:
+            context = sample_context(sample)
+            run.generated_tokens += counts.get(context, 0)
+            if reason := reasons.get(context):
                 sample["finish_reason"] = reason
                 run.finish_reasons[reason] = run.finish_reasons.get(reason, 0) + 1
     return runs
+
+
+def first_items(tasks: Sequence[TaskSpec], task_manager: Any) -> dict[str, list[int]]:
+    """lm-eval's `samples` selection equal to each task's own `limit` (lm-eval's `limit` is one for all)."""
+    from lm_eval.tasks import get_task_dict
+
+    loaded = get_task_dict([task.lm_eval_name for task in tasks], task_manager)
+    chosen = {}
+    for task in tasks:
+        docs = getattr(loaded.get(task.lm_eval_name), "eval_docs", None)
+        if docs is None:
+            raise EvaluationError(
+                f"{task.lm_eval_name}: a group cannot have its own item limit when run with other tasks"
+            )
+        chosen[task.lm_eval_name] = list(
+            range(len(docs) if task.limit is None else min(task.limit, len(docs)))
+        )
+    return chosen
 
 
 def sample_context(sample: dict[str, Any]) -> str | None:

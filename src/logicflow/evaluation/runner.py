@@ -28,10 +28,11 @@ from logicflow.errors import ModelError
 from logicflow.evaluation import cache
 from logicflow.evaluation.harness import (
     TaskRun,
+    TaskSpec,
     device_and_dtype,
     make_lm,
     pick_threads,
-    run_task,
+    run_tasks,
     sample_context,
 )
 from logicflow.evaluation.inference import measure
@@ -237,13 +238,13 @@ def evaluate_model(
             run.samples = []  # written; do not keep them in memory
             runs.append(run)
 
-    offline_tm = TaskManager(include_path=str(include), include_defaults=False)
-    for task in plan.offline:
-        logger.info("evaluate: %s model on %s", label, task.name)
-        runs_of_task = run_task(
-            lm, task.name, task.lm_eval_name, offline_tm, limit=ev.task_limit(task.name), seed=ev.seed
-        )
-        keep(runs_of_task, task)
+    if plan.offline:  # one lm-eval call: the model decodes every offline task's requests in one stream
+        logger.info("evaluate: %s model on %s", label, ", ".join(task.name for task in plan.offline))
+        specs = [TaskSpec(task.name, task.lm_eval_name, ev.task_limit(task.name)) for task in plan.offline]
+        offline_tm = TaskManager(include_path=str(include), include_defaults=False)
+        by_name = {task.name: task for task in plan.offline}
+        for run in run_tasks(lm, specs, offline_tm, seed=ev.seed):
+            keep([run], by_name[run.task])
     if plan.standard:
         hub_tm = TaskManager()
         for task in plan.standard:
@@ -251,34 +252,29 @@ def evaluate_model(
             name = report_name(task.name, ev.tasks)
             logger.info("evaluate: %s model on %s (lm-eval %s)", label, name, task.lm_eval_name)
             try:
-                keep(
-                    run_task(
-                        lm,
-                        name,
-                        task.lm_eval_name,
-                        hub_tm,
-                        limit=settings.limit or ev.limit,
-                        seed=ev.seed,
-                        num_fewshot=settings.num_fewshot,
-                    ),
-                    None,
-                )
+                spec = TaskSpec(name, task.lm_eval_name, settings.limit or ev.limit)
+                keep(run_tasks(lm, [spec], hub_tm, seed=ev.seed, num_fewshot=settings.num_fewshot), None)
             except Exception as exc:  # noqa: BLE001 - a broken benchmark is reported, not fatal
                 failed.append(
                     NotRun(name, f"lm-eval failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
                 )
     del lm, model
-    summary["_total"] = {"seconds": round(time.perf_counter() - start, 3)}
+    seconds, tokens = time.perf_counter() - start, sum(run.generated_tokens for run in runs)
+    summary["_total"] = {
+        "seconds": round(seconds, 3),
+        "generated_tokens": tokens,
+        "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
+    }
     return runs, failed, summary
 
 
 def run_summary(run: TaskRun) -> dict[str, Any]:
-    """One task's line in summary.json: items, time, generated tokens and how the answers ended."""
+    """One task's line in summary.json: items, wall time of the lm-eval call that ran it (shared by the tasks
+    run together), generated tokens and how the answers ended."""
     return {
         "n": run.n,
         "seconds": run.seconds,
         "generated_tokens": run.generated_tokens,
-        "tokens_per_s": round(run.generated_tokens / run.seconds, 2) if run.seconds else None,
         "finish_reasons": run.finish_reasons,
         "no_answer": run.no_answer,
     }

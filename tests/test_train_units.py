@@ -224,8 +224,7 @@ def test_compact_head_matches_trl_fused_head_in_loss_and_gradients() -> None:
     def loss_and_grads(**flag: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = model(input_ids=ids, attention_mask=mask, labels=labels, **flag)
         if "compact_lm_head" in flag:
-            nll = -out.logits.log_softmax(-1).gather(-1, out.targets.unsqueeze(-1))
-            loss = nll.sum() / out.targets.numel()
+            loss, _ = compact_head.mean_nll(out.logits, out.targets, float(out.targets.numel()))
         else:
             loss = out.loss
         grads = torch.autograd.grad(loss, lora)
@@ -360,3 +359,27 @@ def test_fused_lora_leaves_dora_and_disabled_adapters_to_peft() -> None:
         assert torch.equal(fused_model(input_ids=ids).logits, peft_model(input_ids=ids).logits)
         with fused_model.disable_adapter(), peft_model.disable_adapter():
             assert torch.equal(fused_model(input_ids=ids).logits, peft_model(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mean_nll_equals_log_softmax_loss_gradient_and_top1(dtype: torch.dtype) -> None:
+    """The one-pass loss equals log-softmax + gather (value and gradient; in bf16 within one rounding of the
+    gradient), counts top-1 hits, and leaves fp32 logits untouched (it works on chunk copies)."""
+    from logicflow.training import compact_head
+
+    torch.manual_seed(0)
+    n, vocab = 2 * compact_head.NLL_CHUNK_ROWS + 7, 300  # several chunks and a ragged last one
+    logits = (torch.randn(n, vocab) * 4).to(dtype).requires_grad_()
+    targets = torch.randint(0, vocab, (n,))
+    targets[:20] = logits.detach()[:20].float().argmax(-1)  # some rows right at top-1
+    kept = logits.detach().clone()
+    loss, correct = compact_head.mean_nll(logits, targets, 50.0)
+    (loss * 3).backward()
+    reference = logits.detach().float().requires_grad_()
+    want = -reference.log_softmax(-1).gather(-1, targets[:, None]).sum() / 50.0
+    (want * 3).backward()
+    assert torch.equal(logits.detach(), kept)
+    torch.testing.assert_close(loss, want.detach(), rtol=1e-5, atol=1e-5)
+    assert int(correct) == int((reference.argmax(-1) == targets).sum()) >= 20
+    tolerance = {"rtol": 1e-5, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-4}
+    torch.testing.assert_close(logits.grad.float(), reference.grad, **tolerance)

@@ -18,7 +18,8 @@ What the stage does differently, and why (profiled with cProfile/torch.profiler 
 1. TRL 1.16's fused LM head scores only labelled positions on Triton devices (CUDA/XPU); on CPU it projects
    **every** position (prompt and padding too) and folds each [4096 x vocab-chunk] tile in fp32 torch ops,
    computing entropy and top-1 as it goes: ~47% of the plain script's step. The stage's compact head
-   (logicflow/training/compact_head.py) projects the labelled positions only, as one matmul and a log-softmax,
+   (logicflow/training/compact_head.py) projects the labelled positions only, as one matmul, then computes
+   loss, top-1 and the logits' gradient in one chunked pass (`mean_nll`: one exp per logit, no fp32 copy),
    with the same loss and gradients (tests/test_train_units.py).
 2. On a CPU with AVX512-BF16/AMX, `train.precision: auto` trains in bf16 autocast over fp32 master weights:
    bf16 GEMMs measured ~2.3x fp32 here (350-365 vs 140-165 GFLOP/s). The plain script stays fp32 (the

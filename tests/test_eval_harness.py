@@ -196,7 +196,7 @@ def test_rows_finish_for_different_reasons_and_the_batch_refills(tiny) -> None: 
     out = lm.generate_until(requests(tok, ["by"], max_gen_toks=40), disable_tqdm=True)
     reasons = [lm.finish_reasons[r.args[0]] for r in requests(tok, ["by"], max_gen_toks=40)]
     assert "stop" in reasons and "max_tokens" in reasons and all("by" not in text for text in out)
-    assert lm.generated_tokens > 0
+    assert sum(lm.tokens_by_context.values()) > 0
 
 
 def test_the_wall_clock_limit_stops_a_generation(tiny) -> None:  # noqa: ANN001
@@ -207,7 +207,7 @@ def test_the_wall_clock_limit_stops_a_generation(tiny) -> None:  # noqa: ANN001
     reqs = requests(tok, [], max_gen_toks=200)
     lm.generate_until(reqs, disable_tqdm=True)
     assert {lm.finish_reasons[r.args[0]] for r in reqs} == {"timeout"}
-    assert lm.generated_tokens == len(reqs)  # one token each, then the deadline
+    assert list(lm.tokens_by_context.values()) == [1] * len(reqs)  # one token each, then the deadline
 
 
 def test_a_dead_network_is_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -200,7 +200,6 @@ def _build_lm_class() -> type:
             self.sample_timeout_s = sample_timeout_s
             self.finish_reasons: dict[str, str] = {}  # context string -> eos | stop | max_tokens | timeout
             self.tokens_by_context: dict[str, int] = {}  # context string -> tokens generated for it
-            self.generated_tokens = 0
             self._logits_to_keep = "logits_to_keep" in pyinspect.signature(self.model.forward).parameters
             # a PEFT model with soft prompts prepends them on every forward: only `generate` handles that
             self._mergeable = not hasattr(self.model, "peft_config") and self._probe_cache()
@@ -278,8 +277,8 @@ def _build_lm_class() -> type:
             prompts = [job.prompt for job in jobs]
             tokens: list[list[int]] = [[] for _ in range(n)]
             reasons: list[str] = ["max_tokens"] * n
-            waiting = sorted((i for i in range(n) if jobs[i].max_new > 0), key=lambda i: -len(prompts[i]))
-            queue = deque(sorted(waiting, key=lambda i: -jobs[i].max_new))  # stable: longest prompt first
+            waiting = (i for i in range(n) if jobs[i].max_new > 0)
+            queue = deque(sorted(waiting, key=lambda i: (-jobs[i].max_new, -len(prompts[i]))))
             refill = max(1, width // 4)  # admit in groups: one prefill for several rows
             eos_ids = self._eos_ids()
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -329,7 +328,6 @@ def _build_lm_class() -> type:
                 start = len(rows) - len(admit)
                 for offset, i in enumerate(admit):
                     tokens[i].append(int(chosen[offset]))
-                self.generated_tokens += len(admit)
                 now = time.monotonic()
                 keep, finished = [], []
                 for j, i in enumerate(rows):

@@ -23,9 +23,7 @@ import torch
 
 COMPACT_KWARG = "compact_lm_head"
 ENTROPY_POSITIONS = 256  # evenly spaced positions per step whose mean entropy is logged
-NLL_CHUNK_ROWS = (
-    128  # rows of logits turned into loss and gradient at a time (fp32 chunk: 25 MB at 49k vocab)
-)
+NLL_CHUNK_ROWS = 128  # logits rows turned into loss and gradient at once (fp32: 25 MB at 49k vocab)
 
 
 def install(model: Any, device: Any) -> bool:
